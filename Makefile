@@ -1,0 +1,59 @@
+# capkey — every job starts from a fresh machine: targets set up what they need.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+SYSSTAMP:= $(VENV)/.system
+DEVICE  ?=
+BOARD   ?= rpi_pico
+PORT    ?= /dev/ttyACM0
+# System packages the tests and the demo use (pcscd/vpcd for PC/SC, PostgreSQL, Chromium).
+APT_PKGS := pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig postgresql chromium
+
+.PHONY: demo test bench hil deploy lint mpy venv system clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,postgres,pcsc]'
+	touch $@
+
+venv: $(STAMP)
+
+# apt-get only what is missing, so a developer machine is not touched twice.
+$(SYSSTAMP):
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+system: $(SYSSTAMP)
+
+demo: system venv
+	$(BIN)/capkey demo
+
+test: system venv lint mpy
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check firmware boards host hil_tests conftest.py
+	$(BIN)/python -m capkey._tools.typecheck_boards
+
+# Cross-compile every firmware and board file for the three target architectures.
+mpy: venv
+	$(BIN)/python -m capkey._tools.build_mpy --check
+
+bench: system venv
+	$(BIN)/python -m capkey.bench
+
+hil: system venv
+	$(BIN)/pytest -q hil_tests $(if $(DEVICE),--device $(DEVICE))
+
+deploy: venv
+	$(BIN)/capkey deploy --board $(BOARD) --port $(PORT)
+
+clean:
+	rm -rf $(VENV) build .pytest_cache
