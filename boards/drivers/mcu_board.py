@@ -1,0 +1,54 @@
+# The board object for real microcontrollers (see docs/architecture.md, "The board contract").
+# Each boards/<name>/board.py only states its pin map and calls McuBoard: the wiring is data.
+import asyncio
+import gc
+import os
+import sys
+
+import machine
+import micropython
+from drivers.keypad_matrix import KeypadMatrix
+from drivers.ssd1306 import SSD1306
+from ui.keyqueue import KeyQueue
+
+STORAGE = "/data"
+
+
+class McuBoard:
+    inject_key = None  # keys come only from the physical keypad on a real board
+
+    def __init__(self, name, pins, i2c_id):
+        self.name = name
+        self.pins = pins
+        i2c = machine.I2C(
+            i2c_id, sda=machine.Pin(pins["sda"]), scl=machine.Pin(pins["scl"]), freq=400_000
+        )
+        self.display = SSD1306(i2c, addr=pins.get("oled_addr", 0x3C))
+        self.keypad = KeyQueue()
+        rows = [machine.Pin(p, machine.Pin.OUT, value=1) for p in pins["rows"]]
+        cols = [machine.Pin(p, machine.Pin.IN, machine.Pin.PULL_UP) for p in pins["cols"]]
+        self.matrix = KeypadMatrix(rows, cols, self.keypad)
+        self.serial = "".join("%02x" % b for b in machine.unique_id())
+        gc.collect()
+        self.heap_total = gc.mem_free() + gc.mem_alloc()
+        try:
+            os.mkdir(STORAGE)
+        except OSError:
+            pass  # already there
+        self.storage = STORAGE
+
+    def random(self, n):
+        return os.urandom(n)
+
+    def reboot(self):
+        machine.reset()
+
+    async def serve_host(self, handler):
+        # USB CDC is the REPL's stream: stop Ctrl-C (0x03) from interrupting the firmware when
+        # it appears inside a binary frame.
+        micropython.kbd_intr(-1)
+        self.matrix.start()
+        reader = asyncio.StreamReader(sys.stdin.buffer)
+        writer = asyncio.StreamWriter(sys.stdout.buffer, {})
+        while True:  # one host connection that never ends; a handler return means resync
+            await handler(reader, writer)
