@@ -12,7 +12,7 @@ import click
 from .util import CliFail
 
 # One module per command group; each defines COMMANDS.
-_GROUP_MODULES = ()
+_GROUP_MODULES = ("deploy",)
 
 
 @click.group()
