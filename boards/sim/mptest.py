@@ -2,8 +2,8 @@
 # usage: micropython -X heapsize=N mptest.py ROOT TEST_FILE [TEST_NAME ...]
 # ROOT is the repository; firmware/ and the sim board are put on sys.path as on a device.
 # Prints one line per test: "PASS name" or "FAIL name" followed by the traceback.
-import sys
 import io
+import sys
 
 root = sys.argv[1]
 path = sys.argv[2]
