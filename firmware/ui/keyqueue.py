@@ -1,0 +1,65 @@
+# Preallocated ring buffer of key characters, consumed with `async for key in queue`.
+#
+# One producer (a keypad matrix scanner task or timer IRQ, the simulator's control channel, a
+# test) and one consumer (the UI's key pump). put_nowait() never allocates, so it can run with
+# the heap locked (inside an ISR); a full queue drops the key and counts it. The producer only
+# moves the write index and the consumer only moves the read index, so no lock is needed.
+# The wake-up goes through asyncio.ThreadSafeFlag, which is safe to set from an ISR.
+import asyncio
+
+
+class KeyQueue:
+    def __init__(self, size=16):
+        if size < 1:
+            raise ValueError("size")
+        self._n = size + 1  # one slot stays free: read == write means empty
+        self._buf = bytearray(self._n)
+        self._r = 0
+        self._w = 0
+        self._flag = asyncio.ThreadSafeFlag()
+        self.dropped = 0  # keys lost because the queue was full
+
+    def put_nowait(self, key):
+        """Queue one key character ("0"-"9", "A"-"D", "*", "#"). Returns False (and counts a
+        drop) when the queue is full. No allocation."""
+        w = self._w + 1
+        if w == self._n:
+            w = 0
+        if w == self._r:
+            self.dropped += 1
+            return False
+        self._buf[self._w] = ord(key)
+        self._w = w
+        self._flag.set()
+        return True
+
+    def get_nowait(self):
+        """The oldest key, or None when the queue is empty."""
+        r = self._r
+        if r == self._w:
+            return None
+        c = self._buf[r]
+        self._buf[r] = 0  # a typed PIN digit does not stay behind in the ring
+        r += 1
+        self._r = 0 if r == self._n else r
+        return chr(c)
+
+    def clear(self):
+        """Drop the queued keys (and wipe them)."""
+        while self.get_nowait() is not None:
+            pass
+
+    def __len__(self):
+        d = self._w - self._r
+        return d + self._n if d < 0 else d
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while True:
+            key = self.get_nowait()
+            if key is not None:
+                return key
+            # Cancelling this wait loses nothing: the key stays queued until it is taken above.
+            await self._flag.wait()

@@ -1,0 +1,150 @@
+# Text screen over the board's 128x64 MONO_VLSB framebuffer: 8 rows of 16 columns with
+# framebuf's built-in 8x8 font, French accented letters, inverted rows (titles, menu cursor),
+# and a copy of the text of every row for ui.snapshot().
+#
+# framebuf.text() only knows ASCII: a UTF-8 "é" would come out as two blocks. Accented letters
+# are built in an 8x8 scratch glyph: the base letter from the font plus a mark. The lowercase
+# letters of the font leave rows 0-1 empty (the dot of "i" is removed for "î"/"ï"), so the mark
+# goes there; an uppercase letter is squeezed from 7 rows to 5 (rows 0,2,3,4,6 of the font are
+# kept) to make room; the cedilla goes under the letter in row 7.
+import framebuf
+from micropython import const
+
+WIDTH = const(128)
+HEIGHT = const(64)
+COLS = const(16)
+ROWS = const(8)
+
+LEFT = const(0)
+CENTER = const(1)
+RIGHT = const(2)
+
+# Characters drawn from a base letter + a mark. Same index in the three tables.
+_ACC = "éèêëàâäçôöûùüîïÉÈÊËÀÂÇÔ°’«»\u00a0"
+_BASE = "eeeeaaacoouuuiiEEEEAACO '\"\" "
+# mark index per character: 0 acute, 1 grave, 2 circumflex, 3 diaeresis, 4 cedilla, 5 degree,
+# 255 none (plain substitute: typographic apostrophe, guillemets, no-break space)
+_KIND = b"\x00\x01\x02\x03\x01\x02\x03\x04\x02\x03\x02\x01\x03\x02\x03\x00\x01\x02\x03\x01\x02\x04\x02\x05\xff\xff\xff\xff"
+_CEDILLA = const(4)
+_NONE = const(255)
+# 8 column bytes (VLSB: bit n = row n) per mark.
+_MARKS = (
+    b"\x00\x00\x00\x02\x03\x01\x00\x00"  # acute: row 0 cols 4-5, row 1 cols 3-4
+    b"\x00\x00\x01\x03\x02\x00\x00\x00"  # grave: row 0 cols 2-3, row 1 cols 3-4
+    b"\x00\x00\x02\x01\x01\x02\x00\x00"  # circumflex: row 0 cols 3-4, row 1 cols 2 and 5
+    b"\x00\x02\x02\x00\x00\x02\x02\x00"  # diaeresis: row 1 cols 1-2 and 5-6
+    b"\x00\x00\x00\x80\x80\x00\x00\x00"  # cedilla: row 7 cols 3-4
+    b"\x00\x00\x02\x05\x02\x00\x00\x00"  # degree: a 3x3 ring in rows 0-2
+)
+
+
+def wrap(text, width, out):
+    """Append the rows of `text` cut at spaces to `width` columns to the list `out` (words longer
+    than a row are cut). Returns out."""
+    while len(text) > width:
+        cut = text.rfind(" ", 0, width + 1)
+        if cut <= 0:
+            out.append(text[:width])
+            text = text[width:]
+        else:
+            out.append(text[:cut])
+            text = text[cut + 1 :]
+    out.append(text)
+    return out
+
+
+class Screen:
+    def __init__(self, display):
+        self.fb = display
+        self.rows = [""] * ROWS  # text of each row as shown (what snapshot() returns)
+        self.blanked = False
+        self._g = bytearray(8)
+        self._gfb = framebuf.FrameBuffer(self._g, 8, 8, framebuf.MONO_VLSB)
+
+    # --- drawing -------------------------------------------------------------------------
+
+    def clear(self):
+        self.fb.fill(0)
+        rows = self.rows
+        for i in range(ROWS):
+            rows[i] = ""
+
+    def row(self, i, text, inverted=False, align=LEFT):
+        """Draw `text` (cut to 16 columns) in row `i`, replacing what was there."""
+        if len(text) > COLS:
+            text = text[:COLS]
+        y = i * 8
+        fg = 0 if inverted else 1
+        self.fb.fill_rect(0, y, WIDTH, 8, 1 - fg)
+        x = 0
+        if align == CENTER:
+            x = (COLS - len(text)) * 4
+        elif align == RIGHT:
+            x = (COLS - len(text)) * 8
+        self.text(text, x, y, fg)
+        self.rows[i] = text
+
+    def text(self, text, x, y, color=1):
+        """Draw `text` at (x, y), one 8x8 cell per character, accents included."""
+        fb = self.fb
+        for ch in text:
+            o = ord(ch)
+            if 32 <= o < 127:
+                fb.text(ch, x, y, color)
+            else:
+                self._accented(ch, x, y, color)
+            x += 8
+
+    def _accented(self, ch, x, y, color):
+        i = _ACC.find(ch)
+        if i < 0:
+            self.fb.text("?", x, y, color)
+            return
+        base = _BASE[i]
+        kind = _KIND[i]
+        if kind == _NONE:
+            self.fb.text(base, x, y, color)
+            return
+        g = self._g
+        self._gfb.fill(0)
+        self._gfb.text(base, 0, 0, 1)
+        m = kind * 8
+        upper = "A" <= base <= "Z"
+        for c in range(8):
+            b = g[c]
+            if kind != _CEDILLA:
+                if upper:  # keep font rows 0,2,3,4,6 in rows 2..6
+                    b = ((b & 1) << 2) | ((b & 0x1C) << 1) | ((b & 0x40) >> 0)
+                else:  # clear rows 0-1 (the dot of i)
+                    b &= 0xFC
+            b |= _MARKS[m + c]
+            g[c] = b if color else b ^ 0xFF
+        # the glyph cell owns its 8x8 pixels: copy them all (background included)
+        self.fb.blit(self._gfb, x, y)
+
+    # --- panel ---------------------------------------------------------------------------
+
+    def flush(self):
+        """Push the framebuffer to the panel, powering it back on if it was blanked."""
+        if self.blanked:
+            self.wake()
+        self.fb.show()
+
+    def blank(self):
+        if not self.blanked:
+            self.blanked = True
+            self.fb.power(False)
+
+    def wake(self):
+        if self.blanked:
+            self.blanked = False
+            self.fb.power(True)
+            self.fb.show()
+
+    def lines(self):
+        """The rows shown, without the empty rows at the bottom."""
+        rows = self.rows
+        n = ROWS
+        while n and not rows[n - 1]:
+            n -= 1
+        return rows[:n]

@@ -1,0 +1,101 @@
+import framebuf
+
+from ui.fakeboard import FakeDisplay
+from ui.inputs import format_amount
+from ui.screen import Screen, wrap
+
+
+def _cell(fb, col, row=0):
+    # the 8 column bytes of one 8x8 character cell
+    return bytes(fb.buffer[row * 128 + col * 8 : row * 128 + col * 8 + 8])
+
+
+def _lit(cell):
+    return sum(bin(b).count("1") for b in cell)
+
+
+def test_plain_ascii_matches_framebuf_text():
+    d = FakeDisplay()
+    Screen(d).text("Menu", 0, 0)
+    ref = bytearray(1024)
+    framebuf.FrameBuffer(ref, 128, 64, framebuf.MONO_VLSB).text("Menu", 0, 0, 1)
+    assert d.buffer == ref
+
+
+def test_accents_differ_from_base_letter_and_take_one_cell():
+    d = FakeDisplay()
+    s = Screen(d)
+    pairs = (("e", "é"), ("e", "è"), ("e", "ê"), ("e", "ë"), ("a", "à"), ("a", "â"), ("c", "ç"),
+             ("o", "ô"), ("u", "û"), ("u", "ù"), ("i", "î"), ("i", "ï"), ("E", "É"))
+    for base, acc in pairs:
+        d.fill(0)
+        s.text(base + acc + "x", 0, 0)
+        plain, marked = _cell(d, 0), _cell(d, 1)
+        assert plain != marked, acc
+        assert _lit(marked) > 6, acc
+        assert _cell(d, 2) != b"\0" * 8  # the next character is in the next cell
+    # é = e with rows 0-1 marked: the body of the e is unchanged
+    d.fill(0)
+    s.text("eé", 0, 0)
+    for c in range(8):
+        assert _cell(d, 0)[c] & 0xFC == _cell(d, 1)[c] & 0xFC
+    # the marks differ from one another
+    d.fill(0)
+    s.text("éèêë", 0, 0)
+    cells = [_cell(d, i) for i in range(4)]
+    assert len(set(cells)) == 4
+
+
+def test_accent_in_inverted_row_is_inverted():
+    d = FakeDisplay()
+    s = Screen(d)
+    s.row(0, "é", inverted=False)
+    normal = _cell(d, 0)
+    s.row(0, "é", inverted=True)
+    assert bytes(b ^ 0xFF for b in normal) == _cell(d, 0)
+    assert _cell(d, 1) == b"\xff" * 8  # the rest of a title row is a lit bar
+
+
+def test_unknown_character_is_a_question_mark():
+    d = FakeDisplay()
+    s = Screen(d)
+    s.text("€", 0, 0)
+    q = bytearray(8)
+    framebuf.FrameBuffer(q, 8, 8, framebuf.MONO_VLSB).text("?", 0, 0, 1)
+    assert _cell(d, 0) == bytes(q)
+
+
+def test_rows_keep_text_and_lines_drops_trailing_empty_rows():
+    d = FakeDisplay()
+    s = Screen(d)
+    s.row(1, "Opération annulée")  # 17 characters: cut to 16 columns
+    assert s.rows[1] == "Opération annulé"
+    assert s.lines() == ["", "Opération annulé"]
+    s.clear()
+    assert s.lines() == [] and sum(d.buffer) == 0
+
+
+def test_wrap():
+    assert wrap("Choisir la fonction", 16, []) == ["Choisir la", "fonction"]
+    assert wrap("Sélectionnez votre certificat", 16, []) == ["Sélectionnez", "votre certificat"]
+    assert wrap("0123456789abcdef0123", 16, []) == ["0123456789abcdef", "0123"]
+    assert wrap("", 16, []) == [""]
+
+
+def test_blank_and_wake():
+    d = FakeDisplay()
+    s = Screen(d)
+    s.blank()
+    s.blank()
+    assert not d.on and d.power_calls == 1 and s.blanked
+    s.flush()  # drawing wakes the panel
+    assert d.on and not s.blanked
+
+
+def test_format_amount():
+    assert format_amount(0) == "0,00"
+    assert format_amount(5) == "0,05"
+    assert format_amount(125000) == "1 250,00"
+    assert format_amount(123456789) == "1 234 567,89"
+    assert format_amount(-1050) == "-10,50"
+    assert format_amount(7, 0) == "7"
