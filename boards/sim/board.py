@@ -1,0 +1,212 @@
+# The simulator board: the board contract of docs/architecture.md on the MicroPython unix port.
+#
+#   display     a 128x64 MONO_VLSB FrameBuffer; show() copies the drawing buffer to `panel`,
+#               which is what the glass shows (all dark while power(False))
+#   keypad      ui.keyqueue.KeyQueue, fed by inject_key() (the link's PRESS command, tests)
+#   host        one TCP connection on 127.0.0.1:PORT = one host session
+#   storage     a folder; the serial number made at first boot lives in it, so it is stable
+#               for the folder and a fresh folder is a fresh device
+#   reboot()    exits with REBOOT_EXIT; the host launcher (capkey.sim) starts it again
+#   launcher    CAPKEY_SIM_PARENT=pid: the simulator exits when that process is gone
+#
+# Crash injection ("pulling the USB plug"): with CAPKEY_CRASH_AT=N in the environment, the Nth
+# call of store.write_point kills the process on the spot with SIGKILL (no finally blocks, no
+# atexit, no flush); CAPKEY_CRASH_TAG=prefix counts only the points whose tag starts with it.
+# The unix port has no os._exit and this build no ffi, so the kill goes through the shell:
+# os.system("kill -KILL $PPID"), where $PPID of the shell is this process.
+import asyncio
+import gc
+import os
+import sys
+
+import framebuf
+
+REBOOT_EXIT = 75  # host/capkey/sim.py restarts the simulator when it exits with this code
+KEYS = "0123456789ABCD*#"
+_SERIAL_FILE = ".sim-serial"
+_PARENT_POLL_MS = 1000  # a leading dot keeps it out of the store's record names
+
+# Heap of the board each profile stands for (bytes); host/capkey/sim.py passes the same figure
+# to `micropython -X heapsize=`.
+PROFILE_HEAP = {"rpi_pico": 190 * 1024, "rpi_pico2": 460 * 1024, "esp32s3": 256 * 1024}
+
+
+class SimDisplay(framebuf.FrameBuffer):
+    def __init__(self, width=128, height=64):
+        self.width = width
+        self.height = height
+        self.buffer = bytearray(width * height // 8)
+        self.panel = bytearray(len(self.buffer))  # what the glass shows
+        super().__init__(self.buffer, width, height, framebuf.MONO_VLSB)
+        self.on = True
+        self.shows = 0
+
+    def show(self):
+        self.shows += 1
+        if self.on:
+            self.panel[:] = self.buffer
+
+    def power(self, on):
+        self.on = bool(on)
+        if self.on:
+            self.panel[:] = self.buffer
+        else:
+            for i in range(len(self.panel)):
+                self.panel[i] = 0
+
+
+def _pull_plug(tag):
+    sys.stderr.write("capkey-sim: plug pulled at write point " + tag + "\n")
+    os.system("kill -KILL $PPID")
+    # still here: the shell could not kill us; this is not a faithful crash any more
+    sys.stderr.write("capkey-sim: SIGKILL failed, exiting\n")
+    raise SystemExit(70)
+
+
+class CrashCounter:
+    """Write-point hook: calls die(tag) at the Nth write point whose tag starts with prefix."""
+
+    def __init__(self, at, prefix="", die=_pull_plug):
+        self.at = at
+        self.prefix = prefix
+        self.die = die
+        self.count = 0
+
+    def __call__(self, tag):
+        if self.prefix and not tag.startswith(self.prefix):
+            return
+        self.count += 1
+        if self.count == self.at:
+            self.die(tag)
+
+
+def crash_hook_from_env(die=_pull_plug):
+    at = os.getenv("CAPKEY_CRASH_AT")
+    if not at:
+        return None
+    n = int(at)
+    if n < 1:
+        raise ValueError("CAPKEY_CRASH_AT counts from 1")
+    return CrashCounter(n, os.getenv("CAPKEY_CRASH_TAG") or "", die)
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _makedirs(path):
+    part = "/" if path.startswith("/") else ""
+    for piece in path.split("/"):
+        if piece:
+            part = part + piece if part in ("", "/") else part + "/" + piece
+            if not _exists(part):
+                os.mkdir(part)
+
+
+def _hex(data):
+    return "".join("%02x" % b for b in data)
+
+
+class SimBoard:
+    name = "sim"
+
+    def __init__(self, port, storage, profile="rpi_pico"):
+        from ui.keyqueue import KeyQueue
+
+        if profile not in PROFILE_HEAP:
+            raise ValueError("unknown board profile " + profile)
+        self.profile = profile
+        self.port = port
+        if len(storage) > 1 and storage.endswith("/"):
+            storage = storage[:-1]
+        _makedirs(storage)
+        self.storage = storage
+        self.serial = self._serial()
+        self.display = SimDisplay()
+        self.keypad = KeyQueue()
+        gc.collect()
+        self.heap_total = gc.mem_free() + gc.mem_alloc()
+        self.listening = False
+
+    def _serial(self):
+        path = self.storage + "/" + _SERIAL_FILE
+        try:
+            with open(path) as f:
+                serial = f.read().strip()
+            if len(serial) == 16:
+                return serial
+        except OSError:
+            pass
+        serial = _hex(os.urandom(8))
+        with open(path + ".new", "w") as f:
+            f.write(serial + "\n")
+        os.rename(path + ".new", path)
+        return serial
+
+    def random(self, n):
+        return os.urandom(n)
+
+    def inject_key(self, key):
+        if len(key) != 1 or key not in KEYS:
+            raise ValueError("not a key: " + key)
+        self.keypad.put_nowait(key)
+
+    def reboot(self):
+        raise SystemExit(REBOOT_EXIT)
+
+    def install_crash_hook(self, die=_pull_plug):
+        """Arms CAPKEY_CRASH_AT / CAPKEY_CRASH_TAG on store.write_point; returns the hook."""
+        import store
+
+        hook = crash_hook_from_env(die)
+        store.set_hook(hook)
+        return hook
+
+    async def serve_host(self, handler):
+        async def connection(reader, writer):
+            try:
+                await handler(reader, writer)
+            except OSError:
+                pass  # the host went away mid-frame: a closed connection, not a device fault
+            finally:
+                try:
+                    writer.close()
+                    await writer.wait_closed()
+                except OSError:
+                    pass
+
+        parent = os.getenv("CAPKEY_SIM_PARENT")
+        if parent:
+            asyncio.create_task(self._watch_parent(parent))
+        server = await asyncio.start_server(connection, "127.0.0.1", self.port)
+        self.listening = True
+        print("capkey-sim listening on 127.0.0.1:%d" % self.port)
+        try:
+            await server.wait_closed()
+        finally:
+            self.listening = False
+            server.close()
+
+
+    async def _watch_parent(self, pid):
+        # The launcher (capkey.sim) names itself in CAPKEY_SIM_PARENT: when it dies without
+        # stopping us (SIGKILL, a crashed test run), we go too instead of holding the port.
+        path = "/proc/" + pid
+        while _exists(path):
+            await asyncio.sleep_ms(_PARENT_POLL_MS)
+        sys.stderr.write("capkey-sim: launcher " + pid + " is gone, exiting\n")
+        raise SystemExit(0)
+
+
+BOARD = None
+
+
+def configure(port, storage, profile="rpi_pico"):
+    """Builds the board (boards/sim/main.py calls this before the firmware starts)."""
+    global BOARD
+    BOARD = SimBoard(port, storage, profile)
+    return BOARD

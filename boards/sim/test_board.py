@@ -1,0 +1,194 @@
+# Simulator board tests, run inside MicroPython (root conftest.py).
+import asyncio
+import os
+
+import board
+import framebuf
+
+
+def _tmp():
+    return "/tmp/capkey-simboard-" + os.urandom(6).hex()
+
+
+def _rmtree(path):
+    for entry in os.ilistdir(path):
+        p = path + "/" + entry[0]
+        if entry[1] == 0x4000:
+            _rmtree(p)
+        else:
+            os.remove(p)
+    os.rmdir(path)
+
+
+def test_display_is_a_framebuffer_and_show_keeps_it():
+    d = board.SimDisplay()
+    if not isinstance(d, framebuf.FrameBuffer) or len(d.buffer) != 1024:
+        raise AssertionError("128x64 MONO_VLSB framebuffer expected")
+    d.fill(0)
+    d.pixel(0, 9, 1)  # MONO_VLSB: page 1, column 0, bit 1
+    if d.panel[128] != 0:
+        raise AssertionError("nothing reaches the glass before show()")
+    d.show()
+    if d.panel[128] != 0x02:
+        raise AssertionError(d.panel[128])
+    d.fill(0)  # drawing the next screen does not change what is shown
+    if d.panel[128] != 0x02:
+        raise AssertionError("show() must keep the buffer")
+    d.power(False)
+    if any(d.panel):
+        raise AssertionError("a panel switched off is dark")
+    d.pixel(1, 1, 1)
+    d.show()
+    if any(d.panel):
+        raise AssertionError("show() while off stays dark")
+    d.power(True)
+    if d.panel[1] != 0x02:
+        raise AssertionError("power(True) shows the current buffer")
+
+
+def test_serial_is_stable_per_folder_and_storage_is_created():
+    a = _tmp()
+    b = _tmp()
+    try:
+        one = board.SimBoard(0, a + "/nested/")
+        if one.storage != a + "/nested":
+            raise AssertionError(one.storage)
+        os.stat(one.storage)
+        again = board.SimBoard(0, a + "/nested")
+        other = board.SimBoard(0, b)
+        if one.serial != again.serial:
+            raise AssertionError("serial changed across boots")
+        if one.serial == other.serial or len(one.serial) != 16:
+            raise AssertionError((one.serial, other.serial))
+        int(one.serial, 16)
+        if ".sim-serial" not in os.listdir(one.storage):
+            raise AssertionError(os.listdir(one.storage))
+    finally:
+        _rmtree(a)
+        _rmtree(b)
+
+
+def test_profile_heap_and_contract_attributes():
+    a = _tmp()
+    try:
+        b = board.SimBoard(0, a, "rpi_pico")
+        if b.name != "sim" or b.profile != "rpi_pico":
+            raise AssertionError()
+        # runs under -X heapsize=190k (root conftest.py): the board reports that heap
+        if not 150 * 1024 < b.heap_total <= board.PROFILE_HEAP["rpi_pico"]:
+            raise AssertionError(b.heap_total)
+        if len(b.random(32)) != 32 or b.random(16) == b.random(16):
+            raise AssertionError("random")
+        try:
+            board.SimBoard(0, a, "atmega328")
+            raise AssertionError("unknown profile accepted")
+        except ValueError:
+            pass
+    finally:
+        _rmtree(a)
+
+
+async def test_inject_key_reaches_the_keypad():
+    a = _tmp()
+    try:
+        b = board.SimBoard(0, a)
+        for k in "1#*D":
+            b.inject_key(k)
+        got = ""
+        async for key in b.keypad:
+            got += key
+            if len(got) == 4:
+                break
+        if got != "1#*D":
+            raise AssertionError(got)
+        for bad in ("E", "", "12", "x"):
+            try:
+                b.inject_key(bad)
+                raise AssertionError("accepted key %r" % bad)
+            except ValueError:
+                pass
+    finally:
+        _rmtree(a)
+
+
+def test_crash_counter_counts_only_the_tag_prefix():
+    dead = []
+    hook = board.CrashCounter(3, "pin", dead.append)
+    for tag in ("atc:begin", "pin:begin", "atc:torn", "pin:torn", "card:begin", "pin:synced"):
+        hook(tag)
+    if dead != ["pin:synced"]:
+        raise AssertionError(dead)
+    hook("pin:renamed")
+    if dead != ["pin:synced"]:
+        raise AssertionError("dies once")
+    dead2 = []
+    every = board.CrashCounter(2, "", dead2.append)
+    every("a:begin")
+    every("b:begin")
+    if dead2 != ["b:begin"]:
+        raise AssertionError(dead2)
+
+
+def test_crash_hook_is_armed_on_store_write_points():
+    import store
+
+    a = _tmp()
+    dead = []
+    os.putenv("CAPKEY_CRASH_AT", "2")
+    os.putenv("CAPKEY_CRASH_TAG", "ctr")
+    try:
+        b = board.SimBoard(0, a)
+
+        def die(tag):
+            dead.append(tag)
+            raise OSError(5)  # stop the save here, as the plug would
+
+        b.install_crash_hook(die)
+        s = store.Store(a)
+        s.save("other", b"1")
+        try:
+            s.save("ctr", b"1")
+            raise AssertionError("no crash")
+        except OSError:
+            pass
+        if dead != ["ctr:torn"]:
+            raise AssertionError(dead)
+    finally:
+        os.unsetenv("CAPKEY_CRASH_AT")
+        os.unsetenv("CAPKEY_CRASH_TAG")
+        store.set_hook(None)
+        _rmtree(a)
+
+
+async def test_serve_host_one_handler_per_connection():
+    a = _tmp()
+    port = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
+    seen = []
+
+    async def echo(reader, writer):
+        data = await reader.readexactly(4)
+        seen.append(bytes(data))
+        writer.write(bytes(reversed(data)))
+        await writer.drain()
+
+    try:
+        b = board.SimBoard(port, a)
+        server = asyncio.create_task(b.serve_host(echo))
+        for _ in range(50):
+            if b.listening:
+                break
+            await asyncio.sleep_ms(10)
+        for msg in (b"abcd", b"wxyz"):
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(msg)
+            await w.drain()
+            back = await r.readexactly(4)
+            if back != bytes(reversed(msg)):
+                raise AssertionError(back)
+            w.close()
+            await w.wait_closed()
+        if seen != [b"abcd", b"wxyz"]:
+            raise AssertionError(seen)
+        server.cancel()
+    finally:
+        _rmtree(a)

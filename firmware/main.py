@@ -1,0 +1,149 @@
+# Firmware composition: main(board) builds the store, the UI, the link server and the apps,
+# then runs the UI and the host link until the board stops it.
+#
+# On a device this file is /main.py (kept as source by `capkey deploy`), which MicroPython runs at
+# boot: the block at the end runs main() on board.BOARD (boards/<name>/board.py, now /board.py).
+# The simulator's boards/sim/main.py imports it as a module and runs main() on the sim board.
+#
+# Apps: each module named in APPS that is present is imported and install(ctx) is called with
+# ctx.board, ctx.ui, ctx.store, ctx.link. A missing module is skipped with one line on the
+# console (the apps land in firmware/apps/ over time). An app that holds secrets in RAM (a PIN
+# being typed, a session key) registers a wipe function with ctx.on_reset(fn), or defines a
+# module-level reset(); both run after an unexpected error, before the UI goes back to the
+# first screen.
+import asyncio
+import gc
+import sys
+
+from micropython import const
+
+FIRMWARE_VERSION = "0.1.0"
+APPS = ("apps.cap", "apps.key")
+_RESTART_MS = const(200)  # pause before the UI loop starts again after an error
+
+
+class Context:
+    """What an app's install(ctx) gets."""
+
+    def __init__(self, board, ui, store, link):
+        self.board = board
+        self.ui = ui
+        self.store = store
+        self.link = link
+        self.apps = []  # installed app modules
+        self._resets = []
+        self.errors = 0  # unexpected errors recovered from since power-up
+
+    def on_reset(self, fn):
+        """fn() runs after an unexpected error: it wipes the app's transient secrets."""
+        self._resets.append(fn)
+
+    def recover(self, exc, where):
+        """Log an unexpected error, wipe transient secrets, back to the first screen."""
+        self.errors += 1
+        print("capkey: unexpected error in", where)
+        if exc is not None:
+            sys.print_exception(exc)
+        for fn in self._resets:
+            try:
+                fn()
+            except Exception as e:  # one failing wipe must not stop the others
+                sys.print_exception(e)
+        reset = getattr(self.ui, "reset", None)
+        if reset is not None:
+            try:
+                reset()
+            except Exception as e:
+                sys.print_exception(e)
+        gc.collect()
+
+
+def install_apps(ctx, names=APPS):
+    """Imports and installs every app of `names` that is present; returns the installed names."""
+    installed = []
+    for name in names:
+        gc.collect()  # an import (compiling a .py on the simulator) needs contiguous blocks
+        loaded = list(sys.modules)
+        try:
+            mod = __import__(name)
+            for part in name.split(".")[1:]:
+                mod = getattr(mod, part)
+        except ImportError as e:
+            print("capkey: app", name, "not installed:", e)
+            continue
+        except MemoryError:
+            # the device stays reachable (INFO lists what is installed) instead of not booting;
+            # what the failed import loaded is dropped to give its memory back
+            for m in list(sys.modules):
+                if m not in loaded:
+                    sys.modules.pop(m)
+            print("capkey: app", name, "not installed: out of memory")
+            gc.collect()
+            continue
+        mod.install(ctx)
+        ctx.apps.append(mod)
+        reset = getattr(mod, "reset", None)
+        if reset is not None:
+            ctx.on_reset(reset)
+        short = name.split(".")[-1]
+        if short not in [a for a, _ in ctx.link.apps]:
+            ctx.link.add_app(short, getattr(mod, "__version__", FIRMWARE_VERSION))
+        installed.append(name)
+    return installed
+
+
+async def _keep_running(ctx, run, where):
+    # The UI loop must outlive any bug in a flow: log, wipe, start again on the first screen.
+    while True:
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            ctx.recover(e, where)
+        await asyncio.sleep_ms(_RESTART_MS)
+
+
+def build(board, apps=APPS):
+    """The firmware's parts, wired; main() runs them. Tests use it to inspect the wiring."""
+    from link import system
+    from link.server import LinkServer
+    from store import Store
+    from ui.core import Ui
+
+    store = Store(board.storage)
+    ui = Ui(board, store=store, version=FIRMWARE_VERSION)
+    link = LinkServer(board, ui)
+    system.install(link, FIRMWARE_VERSION)
+    ctx = Context(board, ui, store, link)
+    install_apps(ctx, apps)
+    return ctx
+
+
+async def main(board, ctx=None):
+    """Runs the firmware on `board` until the host stream ends (never, on a device)."""
+    ui_task = None
+    try:
+        if ctx is None:
+            ctx = build(board)
+        loop = asyncio.get_event_loop()
+        # A task nobody awaits that dies (a link handler's helper, an app timer) lands here.
+        loop.set_exception_handler(lambda _loop, c: ctx.recover(c.get("exception"), "task"))
+        ui_task = asyncio.create_task(_keep_running(ctx, ctx.ui.run, "ui"))
+        await board.serve_host(ctx.link.serve)
+    finally:
+        if ui_task is not None:
+            ui_task.cancel()
+        asyncio.get_event_loop().set_exception_handler(None)
+        # a fresh loop, so that the simulator and the tests can start main() again
+        asyncio.new_event_loop()
+
+
+if __name__ == "__main__":
+    # Boot on a real board. An error that escapes main() leaves the REPL on USB for recovery.
+    import board
+
+    try:
+        asyncio.run(main(board.BOARD))
+    finally:
+        asyncio.new_event_loop()
