@@ -1,0 +1,298 @@
+# The link server over in-memory streams: every bad input gets its documented answer (or none),
+# and a valid request sent afterwards is always answered.
+import asyncio
+import random
+
+from link import LinkError, server
+from link import test_support as _fakes
+from link.codes import (
+    ERR_BUSY,
+    ERR_CANCELLED,
+    ERR_CRC,
+    ERR_DENIED,
+    ERR_INTERNAL,
+    ERR_INVALID_FRAME,
+    ERR_OK,
+    ERR_TOO_LONG,
+    ERR_UNKNOWN_COMMAND,
+    KA_PROCESSING,
+    KA_WAITING_FOR_USER,
+)
+from link.frame import KIND_CANCEL, KIND_KEEPALIVE, KIND_REQUEST, KIND_RESPONSE, encode, put_header
+
+_ECHO = 0x03
+_SLOW = 0x30
+_FAIL = 0x31
+_CRASH = 0x32
+
+
+class Rig:
+    """A server with an echo command, a slow command that waits for the person until released,
+    and two failing commands; connected to fake streams."""
+
+    def __init__(self, reader=None):
+        self.link = server.LinkServer(_fakes.FakeBoard(), _fakes.FakeUi())
+        self.release = asyncio.Event()
+        self.cancelled = []
+        self.link.register(_ECHO, self.echo)
+        self.link.register(_SLOW, self.slow)
+        self.link.register(_FAIL, self.fail)
+        self.link.register(_CRASH, self.crash)
+        self.r = reader or _fakes.FakeReader()
+        self.w = _fakes.FakeWriter()
+        self.task = asyncio.create_task(self.link.serve(self.r, self.w))
+
+    async def echo(self, req):
+        return req.payload
+
+    async def slow(self, req):
+        if len(req.payload):
+            await req.keepalive(KA_WAITING_FOR_USER)
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(req.rid)
+            raise
+        return b"done"
+
+    async def fail(self, req):
+        raise LinkError(ERR_DENIED, b"\x02")
+
+    async def crash(self, req):
+        raise ValueError("bug")
+
+    def send(self, b):
+        self.r.feed(b)
+
+    def request(self, rid, cmd, payload=b""):
+        self.r.feed(encode(KIND_REQUEST, rid, cmd, payload))
+
+    async def reply(self, rid, timeout_ms=2000):
+        """The RESPONSE for rid (waits for it)."""
+        async def _w():
+            while True:
+                for f in self.w.frames():
+                    if f[0] == KIND_RESPONSE and f[1] == rid:
+                        return f
+                self.w.ev.clear()
+                await self.w.ev.wait()
+
+        return await asyncio.wait_for_ms(_w(), timeout_ms)
+
+    async def assert_alive(self, rid=0x7777):
+        self.request(rid, _ECHO, b"still here")
+        f = await self.reply(rid)
+        assert f == (KIND_RESPONSE, rid, ERR_OK, b"still here"), f
+
+    async def close(self):
+        self.r.close()
+        await asyncio.wait_for_ms(self.task, 1000)
+
+
+async def test_ping_and_exact_response_bytes():
+    rig = Rig()
+    rig.request(1, _ECHO, b"hello")
+    await rig.reply(1)
+    assert bytes(rig.w.out) == encode(KIND_RESPONSE, 1, ERR_OK, b"hello")
+    await rig.close()
+
+
+async def test_readexactly_only_stream():
+    rig = Rig(_fakes.ExactReader())
+    rig.request(2, _ECHO, b"x" * 300)
+    f = await rig.reply(2)
+    assert f[3] == b"x" * 300
+    await rig.close()
+
+
+async def test_garbage_is_skipped_silently():
+    rig = Rig()
+    rig.send(b"\x00\x13garbage\xca\xca\x4b\x01\x02")
+    await asyncio.sleep_ms(400)
+    assert rig.w.frames() == []
+    await rig.assert_alive()
+    await rig.close()
+
+
+async def test_random_garbage_never_kills_the_server():
+    rig = Rig()
+    random.seed(7)
+    for _ in range(20):
+        junk = bytes(random.getrandbits(8) for _ in range(random.getrandbits(8)))
+        rig.send(junk + b"\xca\x4b" + junk[:5])
+    await asyncio.sleep_ms(400)  # any partial frame left is dropped by the gap rule
+    await rig.assert_alive()
+    await rig.close()
+
+
+async def test_truncated_frame_is_dropped_after_gap():
+    server.GAP_MS = 60
+    try:
+        rig = Rig()
+        whole = encode(KIND_REQUEST, 0x0505, _ECHO, b"0123456789")
+        rig.send(whole[:14])  # good header, half the payload, then silence
+        f = await rig.reply(0x0505)
+        assert f == (KIND_RESPONSE, 0x0505, ERR_INVALID_FRAME, b""), f
+        rig.send(whole[:5])  # half a header: dropped without a reply
+        await asyncio.sleep_ms(150)
+        assert len(rig.w.frames()) == 1
+        await rig.assert_alive()
+        await rig.close()
+    finally:
+        server.GAP_MS = 250
+
+
+async def test_truncated_frame_followed_at_once_by_next():
+    rig = Rig()
+    whole = encode(KIND_REQUEST, 0x0606, _ECHO, b"0123456789")
+    rig.send(whole[:14])
+    rig.request(0x0607, _ECHO, b"next")
+    f = await rig.reply(0x0606)
+    assert f[2] == ERR_CRC, f
+    f = await rig.reply(0x0607)
+    assert f == (KIND_RESPONSE, 0x0607, ERR_OK, b"next"), f
+    await rig.close()
+
+
+async def test_oversize_gets_too_long():
+    rig = Rig()
+    hdr = bytearray(9)
+    put_header(hdr, KIND_REQUEST, 0x0BAD, _ECHO, 5000)
+    rig.send(bytes(hdr) + b"\x00" * 40)
+    f = await rig.reply(0x0BAD)
+    assert f == (KIND_RESPONSE, 0x0BAD, ERR_TOO_LONG, b""), f
+    await rig.assert_alive()
+    await rig.close()
+
+
+async def test_bad_crc_gets_crc_error():
+    rig = Rig()
+    bad = bytearray(encode(KIND_REQUEST, 0x0C0C, _ECHO, b"abc"))
+    bad[10] ^= 0x01
+    rig.send(bytes(bad))
+    f = await rig.reply(0x0C0C)
+    assert f == (KIND_RESPONSE, 0x0C0C, ERR_CRC, b""), f
+    await rig.assert_alive()
+    await rig.close()
+
+
+async def test_unknown_command_and_wrong_kind():
+    rig = Rig()
+    rig.request(9, 0xEE)
+    assert (await rig.reply(9))[2] == ERR_UNKNOWN_COMMAND
+    rig.send(encode(KIND_KEEPALIVE, 10, 1))
+    assert (await rig.reply(10))[2] == ERR_INVALID_FRAME
+    await rig.assert_alive()
+    await rig.close()
+
+
+async def test_handler_errors():
+    rig = Rig()
+    rig.request(11, _FAIL)
+    assert await rig.reply(11) == (KIND_RESPONSE, 11, ERR_DENIED, b"\x02")
+    rig.request(12, _CRASH)
+    assert await rig.reply(12) == (KIND_RESPONSE, 12, ERR_INTERNAL, b"")
+    assert isinstance(rig.link.last_error, ValueError)
+    await rig.assert_alive()
+    await rig.close()
+
+
+async def test_cancel_reaches_the_handler():
+    rig = Rig()
+    rig.request(20, _SLOW, b"w")
+    await asyncio.sleep_ms(250)
+    ka = [f for f in rig.w.frames() if f[0] == KIND_KEEPALIVE]
+    assert ka and ka[0] == (KIND_KEEPALIVE, 20, KA_WAITING_FOR_USER, b""), ka
+    rig.send(encode(KIND_CANCEL, 20, 0))
+    assert await rig.reply(20) == (KIND_RESPONSE, 20, ERR_CANCELLED, b"")
+    assert rig.cancelled == [20]
+    rig.send(encode(KIND_CANCEL, 20, 0))  # already answered: ignored
+    await rig.assert_alive()
+    assert len([f for f in rig.w.frames() if f[1] == 20 and f[0] == KIND_RESPONSE]) == 1
+    await rig.close()
+
+
+async def test_cancel_before_the_task_starts():
+    rig = Rig()
+    rig.send(encode(KIND_REQUEST, 21, _SLOW) + encode(KIND_CANCEL, 21, 0))
+    assert await rig.reply(21) == (KIND_RESPONSE, 21, ERR_CANCELLED, b"")
+    await rig.assert_alive()
+    await rig.close()
+
+
+async def test_requests_run_concurrently():
+    rig = Rig()
+    rig.request(30, _SLOW)
+    await rig.assert_alive(31)  # answered while 30 waits
+    rig.release.set()
+    assert await rig.reply(30) == (KIND_RESPONSE, 30, ERR_OK, b"done")
+    await rig.close()
+
+
+async def test_periodic_keepalive_repeats_last_status():
+    rig = Rig()
+    rig.request(40, _SLOW)
+    await asyncio.sleep_ms(1150)
+    ka = [f for f in rig.w.frames() if f[0] == KIND_KEEPALIVE and f[1] == 40]
+    assert len(ka) == 2, ka
+    assert ka[0][2] == KA_PROCESSING
+    rig.release.set()
+    await rig.reply(40)
+    n = len(rig.w.frames())
+    await asyncio.sleep_ms(700)
+    assert len(rig.w.frames()) == n  # no keepalive after the response
+    await rig.close()
+
+
+async def test_busy_beyond_three_and_duplicate_rid():
+    rig = Rig()
+    for rid in (50, 51, 52):
+        rig.request(rid, _SLOW)
+    rig.request(53, _ECHO, b"?")
+    assert (await rig.reply(53))[2] == ERR_BUSY
+    rig.release.set()
+    for rid in (50, 51, 52):
+        assert (await rig.reply(rid))[2] == ERR_OK
+    rig.release.clear()
+    rig.request(54, _SLOW)
+    rig.request(54, _ECHO)
+    assert (await rig.reply(54))[2] == ERR_BUSY
+    rig.release.set()
+    await asyncio.sleep_ms(50)
+    await rig.assert_alive()
+    await rig.close()
+
+
+async def test_disconnect_cancels_handlers_and_next_connection_works():
+    rig = Rig()
+    rig.request(60, _SLOW)
+    await asyncio.sleep_ms(50)
+    await rig.close()
+    await asyncio.sleep_ms(20)
+    assert rig.cancelled == [60]
+    # the same server serves the next connection with its one RX buffer
+    r2 = _fakes.FakeReader()
+    w2 = _fakes.FakeWriter()
+    t = asyncio.create_task(rig.link.serve(r2, w2))
+    r2.feed(encode(KIND_REQUEST, 61, _ECHO, b"again"))
+    assert (await w2.wait_frames(1))[0] == (KIND_RESPONSE, 61, ERR_OK, b"again")
+    r2.close()
+    await asyncio.wait_for_ms(t, 1000)
+
+
+async def test_two_connections_at_once():
+    rig = Rig()
+    r2 = _fakes.FakeReader()
+    w2 = _fakes.FakeWriter()
+    t = asyncio.create_task(rig.link.serve(r2, w2))
+    rig.request(70, _SLOW)
+    r2.feed(encode(KIND_REQUEST, 70, _ECHO, b"other"))  # same RID, other connection: fine
+    assert (await w2.wait_frames(1))[0] == (KIND_RESPONSE, 70, ERR_OK, b"other")
+    r2.feed(encode(KIND_CANCEL, 70, 0))  # cannot cancel the first connection's request
+    await asyncio.sleep_ms(50)
+    assert rig.cancelled == []
+    rig.release.set()
+    assert (await rig.reply(70))[2] == ERR_OK
+    r2.close()
+    await asyncio.wait_for_ms(t, 1000)
+    await rig.close()

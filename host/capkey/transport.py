@@ -1,0 +1,287 @@
+"""Frames of link protocol v1 over any byte stream that `serial.serial_for_url` opens.
+
+`encode` and `Decoder` are the codec (docs/protocol.md, "Framing"); the same resynchronisation
+rules as firmware/link/frame.py, kept byte-compatible by docs/vectors/link_v1.json. `Transport`
+moves frames over `/dev/ttyACM0`, `socket://127.0.0.1:PORT`, `rfc2217://…`.
+
+Frames are logged as hex at level LOG_LEVEL_TRAFFIC (5, `capkey -vv`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from dataclasses import dataclass
+from enum import IntEnum, unique
+
+import serial
+
+from .errors import LinkError, NoDevice, PortBusy, TransportError
+
+logger = logging.getLogger(__name__)
+
+LOG_LEVEL_TRAFFIC = 5
+logging.addLevelName(LOG_LEVEL_TRAFFIC, "TRAFFIC")
+
+SYNC = b"\xca\x4b"
+HEADER = 9
+TRAILER = 2
+MAX_PAYLOAD = 1024
+
+
+@unique
+class Kind(IntEnum):
+    REQUEST = 0x01
+    RESPONSE = 0x02
+    KEEPALIVE = 0x03
+    CANCEL = 0x04
+
+
+@unique
+class Keepalive(IntEnum):
+    PROCESSING = 1
+    WAITING_FOR_USER = 2
+
+
+@dataclass(frozen=True)
+class Frame:
+    kind: int
+    rid: int
+    code: int
+    payload: bytes = b""
+
+    def __bytes__(self) -> bytes:
+        return encode(self.kind, self.rid, self.code, self.payload)
+
+
+@dataclass(frozen=True)
+class FrameError:
+    """A frame with a good header that could not be taken: `error` is ERR.CRC or ERR.TOO_LONG."""
+
+    error: LinkError.ERR
+    rid: int
+
+
+def crc8(data: bytes) -> int:
+    """CRC-8, poly 0x07, init 0 ("123456789" -> 0xF4)."""
+    c = 0
+    for b in data:
+        c = _T8[c ^ b]
+    return c
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE, poly 0x1021, init 0xFFFF ("123456789" -> 0x29B1)."""
+    for b in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _T16[(crc >> 8) ^ b]
+    return crc
+
+
+def _make_tables() -> tuple[list[int], list[int]]:
+    t8, t16 = [], []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = ((c << 1) ^ 0x07) & 0xFF if c & 0x80 else (c << 1) & 0xFF
+        t8.append(c)
+        c = i << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) & 0xFFFF if c & 0x8000 else (c << 1) & 0xFFFF
+        t16.append(c)
+    return t8, t16
+
+
+_T8, _T16 = _make_tables()
+
+
+def header(kind: int, rid: int, code: int, length: int) -> bytes:
+    h = bytes((0xCA, 0x4B, kind, rid >> 8, rid & 0xFF, code, length >> 8, length & 0xFF))
+    return h + bytes((crc8(h),))
+
+
+def encode(kind: int, rid: int, code: int, payload: bytes = b"") -> bytes:
+    """One frame. Refuses field values that do not fit and payloads over MAX_PAYLOAD."""
+    if not (0 <= kind <= 0xFF and 0 <= rid <= 0xFFFF and 0 <= code <= 0xFF):
+        raise ValueError("kind, rid or code out of range")
+    payload = bytes(payload)
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes, more than {MAX_PAYLOAD}")
+    f = header(kind, rid, code, len(payload)) + payload
+    return f + crc16(f).to_bytes(2, "big")
+
+
+class Decoder:
+    """Incremental decoder: `feed(bytes)` returns the frames and frame errors completed so far.
+
+    Rules (identical to the firmware's): bytes before a SYNC are skipped; a header whose HCRC
+    fails is skipped by one byte and the search goes on inside it; LEN over max_payload with a
+    good HCRC gives FrameError(TOO_LONG) and the 9 header bytes are skipped; a bad CRC-16 gives
+    FrameError(CRC) and everything after the SYNC's first byte is searched again."""
+
+    def __init__(self, max_payload: int = MAX_PAYLOAD):
+        self.max_payload = max_payload
+        self._buf = bytearray()
+        self.skipped = 0  # bytes dropped while searching for frames
+        self.need = HEADER  # bytes that would complete what is held (a header, then a frame)
+
+    @property
+    def pending(self) -> int:
+        """Bytes held that do not make a frame yet."""
+        return len(self._buf)
+
+    def reset(self) -> None:
+        self.skipped += len(self._buf)
+        self._buf.clear()
+        self.need = HEADER
+
+    def feed(self, data: bytes) -> list[Frame | FrameError]:
+        buf = self._buf
+        buf += data
+        out: list[Frame | FrameError] = []
+        s = 0
+        n = len(buf)
+        while True:
+            # 1. the next SYNC (a 0xCA as the last byte held may start one)
+            while s < n and not (buf[s] == 0xCA and (s + 1 == n or buf[s + 1] == 0x4B)):
+                s += 1
+                self.skipped += 1
+            if n - s < HEADER:
+                self.need = HEADER - (n - s)
+                break
+            # 2. header
+            if crc8(buf[s : s + 8]) != buf[s + 8]:
+                s += 1
+                self.skipped += 1
+                continue
+            rid = (buf[s + 3] << 8) | buf[s + 4]
+            length = (buf[s + 6] << 8) | buf[s + 7]
+            if length > self.max_payload:
+                out.append(FrameError(LinkError.ERR.TOO_LONG, rid))
+                s += HEADER
+                self.skipped += HEADER
+                continue
+            total = HEADER + length + TRAILER
+            if n - s < total:
+                self.need = total - (n - s)
+                break
+            # 3. payload CRC
+            e = s + HEADER + length
+            if crc16(buf[s:e]) != int.from_bytes(buf[e : e + 2], "big"):
+                out.append(FrameError(LinkError.ERR.CRC, rid))
+                s += 1
+                self.skipped += 1
+                continue
+            out.append(Frame(buf[s + 2], rid, buf[s + 5], bytes(buf[s + HEADER : e])))
+            s += total
+        del buf[:s]
+        return out
+
+
+def describe(kind: int, rid: int, code: int, payload: bytes) -> str:
+    try:
+        k = Kind(kind).name
+    except ValueError:
+        k = f"KIND_{kind:02x}"
+    return f"{k} rid={rid} code=0x{code:02x} len={len(payload)}"
+
+
+class Transport:
+    """Frames over a pyserial port (or anything with read/write/close and a `timeout`)."""
+
+    POLL = 0.05  # seconds per read: bounds how late a cancel or Ctrl-C is noticed
+    GAP = 0.25  # a partial frame followed by this much silence is dropped (as on the device)
+
+    def __init__(self, port, url: str = ""):
+        self._port = port
+        self.url = url
+        self._decoder = Decoder()
+        self._events: list[Frame | FrameError] = []
+        self._last_rx = time.monotonic()
+
+    @classmethod
+    def open(cls, url: str) -> Transport:
+        """Opens `url` (`/dev/ttyACM0`, `socket://127.0.0.1:PORT`, `rfc2217://…`)."""
+        try:
+            port = serial.serial_for_url(url, timeout=cls.POLL, write_timeout=5, exclusive=True)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise _open_error(url, exc) from exc
+        t = cls(port, url)
+        try:
+            port.reset_input_buffer()  # stale bytes of an earlier session
+        except (serial.SerialException, OSError):
+            pass
+        return t
+
+    def close(self) -> None:
+        try:
+            self._port.close()
+        except (serial.SerialException, OSError):
+            pass
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def send(self, kind: int, rid: int, code: int, payload: bytes = b"") -> None:
+        data = encode(kind, rid, code, payload)
+        if logger.isEnabledFor(LOG_LEVEL_TRAFFIC):
+            logger.log(LOG_LEVEL_TRAFFIC, "SEND %s: %s", describe(kind, rid, code, payload),
+                       data.hex())
+        try:
+            self._port.write(data)
+            self._port.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise TransportError(f"writing to {self.url or 'the device'} failed: {exc}") from exc
+
+    def receive(self, timeout: float) -> Frame | FrameError | None:
+        """The next frame or frame error, waiting at most `timeout` seconds (None: nothing)."""
+        deadline = time.monotonic() + timeout
+        while not self._events:
+            try:
+                # as many bytes as complete the frame in progress: read() returns as soon as they
+                # are there (pyserial's socket in_waiting is only 0 or 1)
+                waiting = getattr(self._port, "in_waiting", 0)
+                data = self._port.read(max(1, self._decoder.need, min(waiting, 4096)))
+            except (serial.SerialException, OSError) as exc:
+                raise TransportError(f"the link to {self.url or 'the device'} broke: {exc}") \
+                    from exc
+            now = time.monotonic()
+            if data:
+                self._last_rx = now
+                for ev in self._decoder.feed(data):
+                    self._log(ev)
+                    self._events.append(ev)
+                continue
+            if self._decoder.pending and now - self._last_rx >= self.GAP:
+                logger.debug("dropping %d bytes of a truncated frame", self._decoder.pending)
+                self._decoder.reset()
+            if now >= deadline:
+                return None
+        return self._events.pop(0)
+
+    def _log(self, ev: Frame | FrameError) -> None:
+        if not logger.isEnabledFor(LOG_LEVEL_TRAFFIC):
+            return
+        if isinstance(ev, Frame):
+            logger.log(LOG_LEVEL_TRAFFIC, "RECV %s: %s",
+                       describe(ev.kind, ev.rid, ev.code, ev.payload), bytes(ev).hex())
+        else:
+            logger.log(LOG_LEVEL_TRAFFIC, "RECV bad frame %s rid=%d", ev.error.name, ev.rid)
+
+
+def _open_error(url: str, exc: BaseException) -> TransportError:
+    text = str(exc)
+    code = getattr(exc, "errno", None)
+    low = text.lower()
+    if code == errno.EBUSY or "exclusively lock" in low or "resource busy" in low:
+        return PortBusy(f"{url} is in use by another program")
+    if (code in (errno.ENOENT, errno.ECONNREFUSED, errno.ENODEV)
+            or "no such file" in low or "connection refused" in low
+            or "[errno 2]" in low or "[errno 111]" in low):
+        return NoDevice(f"no device at {url}")
+    if code == errno.EACCES or "permission denied" in low:
+        return TransportError(f"no permission to open {url} (add yourself to the dialout group)")
+    return TransportError(f"cannot open {url}: {text}")
