@@ -1,10 +1,9 @@
 # Preallocated ring buffer of key characters, consumed with `async for key in queue`.
 #
-# One producer (a keypad matrix scanner task or timer IRQ, the simulator's control channel, a
-# test) and one consumer (the UI's key pump). put_nowait() never allocates, so it can run with
-# the heap locked (inside an ISR); a full queue drops the key and counts it. The producer only
-# moves the write index and the consumer only moves the read index, so no lock is needed.
-# The wake-up goes through asyncio.ThreadSafeFlag, which is safe to set from an ISR.
+# One producer (the keypad matrix scanner task, the simulator's PRESS command, a test) and one
+# consumer (the UI's key pump). put_nowait() never allocates; a full queue drops the key and
+# counts it. Producers are asyncio tasks, so the wake-up is an asyncio.Event: the unix port can
+# only poll a ThreadSafeFlag (a 1 ms busy loop that made every link round trip ~7 ms).
 import asyncio
 
 
@@ -16,7 +15,7 @@ class KeyQueue:
         self._buf = bytearray(self._n)
         self._r = 0
         self._w = 0
-        self._flag = asyncio.ThreadSafeFlag()
+        self._ready = asyncio.Event()
         self.dropped = 0  # keys lost because the queue was full
 
     def put_nowait(self, key):
@@ -30,7 +29,7 @@ class KeyQueue:
             return False
         self._buf[self._w] = ord(key)
         self._w = w
-        self._flag.set()
+        self._ready.set()
         return True
 
     def get_nowait(self):
@@ -61,5 +60,8 @@ class KeyQueue:
             key = self.get_nowait()
             if key is not None:
                 return key
+            self._ready.clear()
+            if self._r != self._w:
+                continue
             # Cancelling this wait loses nothing: the key stays queued until it is taken above.
-            await self._flag.wait()
+            await self._ready.wait()
