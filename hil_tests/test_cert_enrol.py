@@ -1,0 +1,214 @@
+"""The certificate key end to end on a fresh simulated device: provisioning, attested enrolment by
+the bank CA, then login, payment and batch signatures made on the device (shown, OK, PIN on the
+keypad) and accepted by the bank's verifier; ANNULER, a wrong PIN, a non-canonical payload and
+revocation refused. The payment confirmation screen is saved as a PNG: with CAPKEY_WRITE_SCREENS=1
+it replaces docs/screens/cert-payment.png (otherwise it goes to the test's tmp_path)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import secrets
+import threading
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from capkey import payload as P
+from capkey.errors import LinkError, PinInvalid, ProtocolError
+from capkey.issuer.ca import CertificateAuthority
+from capkey.key import Cmd, KeyClient, KeyState, enrol
+from capkey.screen import to_png
+from capkey.verifier.signature import (
+    ExpectedPayload,
+    InvalidSignature,
+    Reason,
+    certificate_fingerprint,
+    verify_signature,
+)
+
+pytestmark = pytest.mark.sim_only  # a fresh simulator of its own (new_sim)
+
+PIN = "135790"
+ORIGIN = "https://banque.example"
+IBAN = "FR7630006000011234567890189"
+DOC_SCREENS = Path(__file__).resolve().parents[1] / "docs" / "screens"
+
+
+class InThread:
+    """A blocking KeyClient call in a thread, while the test is the person at the keypad."""
+
+    def __init__(self, fn, *args, **kwargs):
+        self.result = self.error = None
+        self._t = threading.Thread(target=self._run, args=(fn, args, kwargs), daemon=True)
+        self._t.start()
+
+    def _run(self, fn, args, kwargs):
+        try:
+            self.result = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the test by join()
+            self.error = exc
+
+    def join(self, timeout: float = 30.0):
+        self._t.join(timeout)
+        if self._t.is_alive():
+            raise AssertionError("the device call did not end")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+@pytest.fixture
+def bank(new_sim, operator_for, connect, tmp_path):
+    """A fresh device, provisioned in a new bank CA and enrolled in slot 0 for 123456789/01."""
+    sim = new_sim()
+    op = operator_for(sim)
+    dev = connect(sim.url)
+    key = KeyClient(dev)
+    now = dt.datetime.now(dt.UTC)
+    ca = CertificateAuthority.create(
+        tmp_path / "ca", name="Banque Exemple", encryption=serialization.NoEncryption(), now=now
+    )
+    assert key.status().state is KeyState.FACTORY
+    ca.provision_device(dev.info().serial, key.attestation_key(), now=now)
+
+    job = InThread(enrol, key, ca, slot=0, subscription="123456789", user="01", now=now)
+    op.wait_for_text("Nouvelle clé")
+    op.press("D")
+    op.wait_for_text("Choisissez votre code PIN")
+    op.press(PIN + "D")
+    op.wait_for_text("Confirmez le code PIN")
+    op.press(PIN + "D")
+    shown = " ".join(op.wait_for_text("Votre code PUK"))
+    puk = "".join(re.search(r"(\d{4}) (\d{4})", shown).groups())
+    op.press("D")
+    op.wait_for_text("Retapez le PUK")
+    op.press(puk + "D")
+    cert = job.join()
+    try:
+        yield sim, op, dev, key, ca, cert
+    finally:
+        dev.close()
+
+
+def _sign_on_device(op, key, fields, *, title: str, pin: str = PIN):
+    job = InThread(key.sign, fields.to_bytes())
+    lines = op.wait_for_text(title)
+    op.press("D")
+    op.wait_for_text("Code PIN")
+    op.press(pin + "D")
+    return job, lines
+
+
+def _verify(ca, cert, fields, payload, signature, **changes):
+    now = dt.datetime.now(dt.UTC)
+    args = dict(
+        payload=payload,
+        signature=signature,
+        certificate=cert.public_bytes(serialization.Encoding.DER),
+        expected=ExpectedPayload(fields, now + dt.timedelta(seconds=300)),
+        trust=ca.trust_config(),
+        revocation=ca.revocation(),
+        registered_fingerprints={certificate_fingerprint(cert)},
+        now=now,
+    )
+    args.update(changes)
+    verify_signature(**args)
+
+
+def test_enrolment_is_attested_and_loaded(bank):
+    _, _, _, key, ca, cert = bank
+    status = key.status()
+    assert status.state is KeyState.ACTIVE
+    assert status.slots[0].certified and status.slots[0].subject == cert.subject.public_bytes()
+    assert key.certificate(0) == cert
+    (record,) = ca.issued()
+    assert (record.slot, record.subscription, record.user) == (0, "123456789", "01")
+    assert (
+        cert.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        == status.slots[0].public_key
+    )
+
+
+def test_payment_signed_on_the_device_is_accepted_by_the_bank(bank, connect, tmp_path):
+    sim, op, _, key, ca, cert = bank
+    fields = P.PaymentPayload(secrets.token_bytes(32), 125000, "EUR", IBAN, "ACME SARL")
+    job = InThread(key.sign, fields.to_bytes())
+    lines = op.wait_for_text("Virement")
+    text = " ".join(lines)
+    for expected in fields.display_lines():
+        assert expected in text  # the device shows exactly what the payload says
+    watcher = connect(sim.url)
+    try:
+        folder = DOC_SCREENS if os.environ.get("CAPKEY_WRITE_SCREENS") == "1" else tmp_path
+        (folder / "cert-payment.png").write_bytes(to_png(watcher.screen()[0], scale=4))
+    finally:
+        watcher.close()
+    op.press("D")
+    op.wait_for_text("Code PIN")
+    op.press(PIN + "D")
+    slot, signature = job.join()
+    assert slot == 0
+    _verify(ca, cert, fields, bytes(fields.to_bytes()), signature)
+    # the same signature does not pass for another amount (R7)
+    other = P.PaymentPayload(fields.challenge, 125001, "EUR", IBAN, "ACME SARL")
+    with pytest.raises(InvalidSignature) as info:
+        _verify(ca, cert, other, bytes(fields.to_bytes()), signature)
+    assert info.value.reason is Reason.PAYLOAD_MISMATCH
+
+
+def test_login_and_batch_signatures(bank):
+    _, op, _, key, ca, cert = bank
+    login = P.LoginPayload(secrets.token_bytes(32), ORIGIN, "123456789", "01")
+    job, _ = _sign_on_device(op, key, login, title="Connexion à")
+    _, signature = job.join()
+    _verify(ca, cert, login, None, signature)
+
+    batch = P.BatchPayload(
+        secrets.token_bytes(32), 1200000, "EUR", 3, [IBAN, "DE89370400440532013000", IBAN]
+    )
+    job, lines = _sign_on_device(op, key, batch, title="Remise 3 ordres")
+    _, signature = job.join()
+    _verify(ca, cert, batch, bytes(batch.to_bytes()), signature)
+
+
+def test_annuler_aborts_and_a_wrong_pin_counts(bank):
+    _, op, _, key, _, _ = bank
+    fields = P.OperationPayload(secrets.token_bytes(32), P.Purpose.MANAGE_PAYEES, "op-7")
+    job = InThread(key.sign, fields.to_bytes())
+    op.wait_for_text("Gestion des destinataires")
+    op.press("*")
+    with pytest.raises(ProtocolError) as info:
+        job.join()
+    assert info.value.code is LinkError.ERR.DENIED
+
+    job, _ = _sign_on_device(op, key, fields, title="Gestion des destinataires", pin="000000")
+    with pytest.raises(PinInvalid) as wrong:
+        job.join()
+    assert wrong.value.attempts_remaining == 2
+    assert key.status().pin_left == 7
+
+
+def test_non_canonical_payload_is_refused_before_anything_is_shown(bank):
+    _, op, dev, _, _, _ = bank
+    raw = bytearray(P.PaymentPayload(bytes(32), 1, "EUR", IBAN, "X").to_bytes())
+    raw[-27 - 2] ^= 0x20  # an IBAN letter in lower case
+    with pytest.raises(ProtocolError) as info:
+        dev.call(Cmd.KEY_SIGN, bytes(raw))
+    assert info.value.code is LinkError.ERR.INVALID_PARAMETER
+    assert "Virement" not in op.screen_text()
+
+
+def test_revoked_certificate_is_refused(bank):
+    _, op, _, key, ca, cert = bank
+    fields = P.LoginPayload(secrets.token_bytes(32), ORIGIN, "123456789", "01")
+    job, _ = _sign_on_device(op, key, fields, title="Connexion à")
+    _, signature = job.join()
+    ca.revoke(f"{cert.serial_number:x}", now=dt.datetime.now(dt.UTC))
+    with pytest.raises(InvalidSignature) as info:
+        _verify(ca, cert, fields, None, signature)
+    assert info.value.reason is Reason.REVOKED

@@ -1,0 +1,306 @@
+"""`capkey cert …` (the certificate key and the bank CA) and `capkey agent` (the local signing
+agent).
+
+    capkey cert ca init --ca DIR --name "Banque Exemple"      make the root and issuing CA
+    capkey cert ca show|crl --ca DIR                          show the CA; publish fresh CRLs
+    capkey cert provision --device URL --ca DIR               factory: record the attestation key
+    capkey cert enrol --device URL --ca DIR --slot N --subscription ID --user NO
+    capkey cert list --device URL                             slots, certificates, PIN/PUK tries
+    capkey cert issued --ca DIR                               what the CA issued
+    capkey cert revoke --ca DIR SERIAL|FINGERPRINT            revoke and publish CRLs
+    capkey cert delete --device URL --slot N                  erase a slot (confirmed on device)
+    capkey agent --device URL --origin https://banque.example the local signing agent
+
+The CA folder comes from --ca or $CAPKEY_CA; its password from $CAPKEY_CA_PASSWORD or a prompt
+(on stderr). The PIN is never asked here: the person types it on the device.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from ..errors import PinBlocked, ProtocolError
+from ..issuer.ca import DEFAULT_POLICY_OID, CaError, CertificateAuthority, RevocationReason
+from ..key import KeyClient, KeyState, enrol
+from .device import _device_option, _open
+from .util import CliFail, echo_err
+
+_PASSWORD_ENV = "CAPKEY_CA_PASSWORD"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _ca_option(f):
+    return click.option(
+        "--ca",
+        "ca_dir",
+        envvar="CAPKEY_CA",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Folder of the bank CA (or $CAPKEY_CA).",
+    )(f)
+
+
+def _password(confirm: bool = False) -> bytes:
+    value = os.environ.get(_PASSWORD_ENV)
+    if value is None:
+        value = click.prompt(
+            "Mot de passe de l'AC", hide_input=True, confirmation_prompt=confirm, err=True
+        )
+    if not value:
+        raise CliFail("mot de passe vide : utilisez --no-encryption pour des clés en clair.")
+    return value.encode()
+
+
+def _load_ca(ca_dir: Path) -> CertificateAuthority:
+    if not (ca_dir / "ca.json").exists():
+        raise CliFail(f"aucune AC dans {ca_dir} (créez-la avec `capkey cert ca init`).")
+    clear = b"ENCRYPTED" not in (ca_dir / "issuing.key.pem").read_bytes()[:40]
+    try:
+        return CertificateAuthority.load(ca_dir, password=None if clear else _password())
+    except CaError as exc:
+        raise CliFail(f"AC illisible : {exc}") from exc
+
+
+def _keepalive(status: int) -> None:
+    echo_err("Suivez les instructions sur l'appareil (OK puis code PIN)…")
+
+
+def _device_failure(exc: ProtocolError) -> CliFail:
+    if isinstance(exc, PinBlocked):
+        return CliFail("code PIN bloqué : débloquez-le avec le PUK sur l'appareil.")
+    return CliFail(f"l'appareil a refusé : {exc}.")
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+@click.group("cert")
+def cert() -> None:
+    """Certificate key: bank CA, provisioning, enrolment, revocation."""
+
+
+@cert.group("ca")
+def ca_group() -> None:
+    """The bank CA (root and issuing CA, CRLs)."""
+
+
+@ca_group.command("init")
+@_ca_option
+@click.option("--name", required=True, help="Organisation name in the CA certificates.")
+@click.option(
+    "--policy-oid",
+    default=DEFAULT_POLICY_OID.dotted_string,
+    show_default=True,
+    help="Certificate policy OID put in every certificate.",
+)
+@click.option(
+    "--no-encryption", is_flag=True, help="Store the CA keys in clear (tests and demos only)."
+)
+def ca_init(ca_dir: Path, name: str, policy_oid: str, no_encryption: bool) -> None:
+    """Make the root and issuing CA in an empty folder."""
+    try:
+        oid = x509.ObjectIdentifier(policy_oid)
+    except ValueError:
+        raise click.BadParameter("not a dotted OID", param_hint="--policy-oid") from None
+    encryption = (
+        serialization.NoEncryption()
+        if no_encryption
+        else serialization.BestAvailableEncryption(_password(confirm=True))
+    )
+    try:
+        ca = CertificateAuthority.create(
+            ca_dir, name=name, encryption=encryption, now=_now(), policy_oid=oid
+        )
+    except CaError as exc:
+        raise CliFail(str(exc)) from exc
+    click.echo(f"AC créée dans {ca_dir}")
+    click.echo(f"Racine  : {_fingerprint(ca.root_certificate)}")
+    click.echo(f"Émission: {_fingerprint(ca.issuing_certificate)}")
+
+
+@ca_group.command("show")
+@_ca_option
+def ca_show(ca_dir: Path) -> None:
+    """Show the CA certificates, policy and counts."""
+    ca = _load_ca(ca_dir)
+    for label, c in (("Racine", ca.root_certificate), ("Émission", ca.issuing_certificate)):
+        click.echo(f"{label:9}: {c.subject.rfc4514_string()}")
+        click.echo(f"{'':9}  SHA-256 {_fingerprint(c)}  jusqu'au {c.not_valid_after_utc:%Y-%m-%d}")
+    click.echo(f"Politique: {ca.policy_oid.dotted_string}")
+    issued = ca.issued()
+    revoked = sum(1 for r in issued if r.revoked_at)
+    click.echo(f"Appareils: {len(ca.devices())}  certificats: {len(issued)} (révoqués {revoked})")
+
+
+@ca_group.command("crl")
+@_ca_option
+def ca_crl(ca_dir: Path) -> None:
+    """Publish fresh CRLs (root.crl.pem, issuing.crl.pem)."""
+    ca = _load_ca(ca_dir)
+    _, issuing = ca.publish_crls(now=_now())
+    click.echo(f"LCR publiées, valables jusqu'au {issuing.next_update_utc:%Y-%m-%d %H:%M} UTC")
+
+
+@cert.command("provision")
+@_device_option
+@_ca_option
+def provision(url: str | None, ca_dir: Path) -> None:
+    """Factory step: record the device's attestation public key in the CA's registry."""
+    ca = _load_ca(ca_dir)
+    with _open(url) as dev:
+        serial = dev.info().serial
+        try:
+            point = KeyClient(dev).attestation_key()
+        except ProtocolError as exc:
+            raise _device_failure(exc) from exc
+    try:
+        ca.provision_device(serial, point, now=_now())
+    except CaError as exc:
+        raise CliFail(str(exc)) from exc
+    click.echo(f"Appareil {serial} enregistré (clé d'attestation {point.hex()[:16]}…).")
+
+
+@cert.command("enrol")
+@_device_option
+@_ca_option
+@click.option("--slot", type=click.IntRange(0, 3), required=True, help="Key slot 0-3.")
+@click.option("--subscription", required=True, help="Identifiant client.")
+@click.option("--user", required=True, help="Numéro Utilisateur.")
+def enrol_cmd(url: str | None, ca_dir: Path, slot: int, subscription: str, user: str) -> None:
+    """Make a key on the device, certify it after checking its attestation, load the
+    certificate into the slot."""
+    ca = _load_ca(ca_dir)
+    with _open(url) as dev:
+        try:
+            certificate = enrol(
+                KeyClient(dev),
+                ca,
+                slot=slot,
+                subscription=subscription,
+                user=user,
+                now=_now(),
+                on_keepalive=_keepalive,
+            )
+        except ProtocolError as exc:
+            raise _device_failure(exc) from exc
+        except CaError as exc:
+            raise CliFail(f"certificat refusé par l'AC : {exc}") from exc
+    click.echo(
+        f"Certificat chargé dans l'emplacement {slot} : {certificate.subject.rfc4514_string()}"
+    )
+    click.echo(f"Numéro de série {certificate.serial_number:x}")
+    click.echo(f"SHA-256 {_fingerprint(certificate)}")
+
+
+@cert.command("list")
+@_device_option
+def list_cmd(url: str | None) -> None:
+    """The device's key slots and certificates, and the PIN/PUK tries left."""
+    with _open(url) as dev:
+        key = KeyClient(dev)
+        try:
+            status = key.status()
+            certs = key.certificates()
+        except ProtocolError as exc:
+            raise _device_failure(exc) from exc
+    if status.state is KeyState.FACTORY:
+        click.echo("Aucun code PIN choisi (il sera demandé au premier enrôlement).")
+    else:
+        click.echo(
+            f"Essais PIN restants : {status.pin_left} (avant débranchement : {status.pin_now})   "
+            f"essais PUK restants : {status.puk_left}"
+        )
+    for info in status.slots:
+        if not info.has_key:
+            click.echo(f"[{info.slot}] vide")
+        elif info.slot not in certs:
+            click.echo(f"[{info.slot}] clé sans certificat (enrôlement inachevé)")
+        else:
+            c = certs[info.slot]
+            click.echo(f"[{info.slot}] {c.subject.rfc4514_string()}")
+            click.echo(f"    série {c.serial_number:x}  jusqu'au {c.not_valid_after_utc:%Y-%m-%d}")
+            click.echo(f"    SHA-256 {_fingerprint(c)}")
+
+
+@cert.command("issued")
+@_ca_option
+def issued_cmd(ca_dir: Path) -> None:
+    """Certificates the CA issued."""
+    ca = _load_ca(ca_dir)
+    for r in ca.issued():
+        state = f"révoqué le {r.revoked_at[:10]} ({r.reason})" if r.revoked_at else "valide"
+        click.echo(
+            f"{r.serial_number}  {r.subscription}/{r.user}  appareil {r.device_serial}"
+            f"[{r.slot}]  jusqu'au {r.not_after[:10]}  {state}"
+        )
+
+
+@cert.command("revoke")
+@_ca_option
+@click.argument("ref")
+@click.option(
+    "--reason",
+    type=click.Choice([r.name for r in RevocationReason]),
+    default="unspecified",
+    show_default=True,
+)
+def revoke(ca_dir: Path, ref: str, reason: str) -> None:
+    """Revoke a certificate (serial number or SHA-256 fingerprint, hex) and publish CRLs."""
+    ca = _load_ca(ca_dir)
+    try:
+        ca.revoke(ref, now=_now(), reason=RevocationReason[reason])
+    except CaError as exc:
+        raise CliFail(str(exc)) from exc
+    click.echo("Certificat révoqué ; LCR publiées.")
+
+
+@cert.command("delete")
+@_device_option
+@click.option("--slot", type=click.IntRange(0, 3), required=True)
+def delete(url: str | None, slot: int) -> None:
+    """Erase a slot's key and certificate (the person confirms on the device)."""
+    with _open(url) as dev:
+        try:
+            KeyClient(dev).delete(slot, on_keepalive=_keepalive)
+        except ProtocolError as exc:
+            raise _device_failure(exc) from exc
+    click.echo(f"Emplacement {slot} effacé.")
+
+
+@click.command("agent")
+@_device_option
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    required=True,
+    help="Web origin allowed to use the agent (repeatable), e.g. https://banque.example",
+)
+@click.option("--port", type=click.IntRange(1024, 65535), default=8731, show_default=True)
+def agent(url: str | None, origins: tuple[str, ...], port: int) -> None:
+    """Run the local signing agent on 127.0.0.1 (the role of TURBO SIGN)."""
+    import uvicorn
+
+    from ..agent.app import AgentConfig, create_app, device_opener, parse_origins
+    from .device import _resolve
+
+    try:
+        allowed = parse_origins(origins)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--origin") from None
+    config = AgentConfig(allowed_origins=allowed, port=port, open_key=device_opener(_resolve(url)))
+    echo_err(f"Agent de signature sur http://127.0.0.1:{port} pour {', '.join(sorted(allowed))}")
+    uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="warning")
+
+
+COMMANDS = [cert, agent]

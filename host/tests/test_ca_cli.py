@@ -1,0 +1,94 @@
+"""`capkey cert …` in-process, with the test double of the device behind `_open`."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from click.testing import CliRunner
+from fake_certkey import FakeCertKey, FakeKeyLink
+
+from capkey._cli import cert as cert_cli
+from capkey._cli.__main__ import cli
+from capkey._cli.util import CliFail
+from capkey.issuer.ca import CertificateAuthority
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    link = FakeKeyLink(FakeCertKey(), chosen_slot=1)
+
+    @contextlib.contextmanager
+    def fake_open(url):
+        yield link
+
+    monkeypatch.setattr(cert_cli, "_open", fake_open)
+    monkeypatch.setenv("CAPKEY_CA", str(tmp_path / "ca"))
+    monkeypatch.setenv("CAPKEY_CA_PASSWORD", "s3cret-pass")
+
+    def run(*argv, ok=True):
+        """Runs the CLI in-process; re-raises anything but an expected CliFail."""
+        result = CliRunner().invoke(cli, list(argv))
+        exc = result.exception
+        if exc is not None and not isinstance(exc, SystemExit | CliFail):
+            raise exc
+        assert (exc is None) is ok, result.output
+        return result
+
+    run.link = link
+    return run
+
+
+def test_ca_provision_enrol_list_revoke(run, tmp_path):
+    run("cert", "ca", "init", "--name", "Banque Exemple")
+    assert b"ENCRYPTED" in (tmp_path / "ca/issuing.key.pem").read_bytes()
+    run("cert", "provision", "--device", "socket://x")
+    out = run(
+        "cert",
+        "enrol",
+        "--device",
+        "socket://x",
+        "--slot",
+        "1",
+        "--subscription",
+        "123456789",
+        "--user",
+        "01",
+    ).output
+    assert "emplacement 1" in out and "UID=01" in out
+    listing = run("cert", "list", "--device", "socket://x").output
+    assert "Essais PIN restants : 8 (avant débranchement : 3)" in listing
+    assert "[1] CN=123456789 01" in listing and "[0] vide" in listing
+    ca = CertificateAuthority.load(tmp_path / "ca", password=b"s3cret-pass")
+    (record,) = ca.issued()
+    assert run("cert", "issued").output.count("valide") == 1
+    run("cert", "revoke", record.fingerprint, "--reason", "key_compromise")
+    assert "révoqué" in run("cert", "issued").output
+    crl = ca.published_crls()[1]
+    assert crl.get_revoked_certificate_by_serial_number(int(record.serial_number, 16))
+    assert "certificats: 1 (révoqués 1)" in run("cert", "ca", "show").output
+
+
+def test_enrol_without_provisioning_is_refused(run):
+    run("cert", "ca", "init", "--name", "B")
+    result = run(
+        "cert",
+        "enrol",
+        "--device",
+        "socket://x",
+        "--slot",
+        "0",
+        "--subscription",
+        "1",
+        "--user",
+        "1",
+        ok=False,
+    )
+    assert "never provisioned" in str(result.exception)
+    assert not run.link.key.certificates
+
+
+def test_wrong_password(run, monkeypatch):
+    run("cert", "ca", "init", "--name", "B")
+    monkeypatch.setenv("CAPKEY_CA_PASSWORD", "wrong")
+    assert "AC illisible" in str(run("cert", "issued", ok=False).exception)
