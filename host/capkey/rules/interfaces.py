@@ -1,0 +1,147 @@
+"""The seams of the rules: verifiers and the clock, as small protocols.
+
+The service never imports a concrete verifier. The bank backend (or `capkey.rules.adapters`) plugs
+in objects with these methods. A verifier answers "accepted" by returning, and "rejected" by
+raising `Rejected` — whatever the reason: a rejection is one opaque failure (R2). Any other exception
+is a bug or an outage: the service rolls the transaction back and lets it propagate (nothing is
+counted, nothing is accepted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from .model import Batch, CertEvidence, OperationRef, Payment
+
+
+class Rejected(Exception):
+    """A verifier refused the evidence. `reason` is an optional short token (lower-case letters,
+    digits, underscores) for the audit trail only; callers of the service never see it (R2)."""
+
+    def __init__(self, reason: str = ""):
+        super().__init__(reason)
+        self.reason = reason if isinstance(reason, str) and reason.replace("_", "").isalnum() \
+            and len(reason) <= 40 and reason.islower() else ""
+
+
+@dataclass(frozen=True)
+class CapCard:
+    """What the rules know about a CAP card: its profile (the JSON the issuer attached with
+    ``capkey admin attach-card``, decoded) and its state (the last accepted ATC; -1 if none)."""
+
+    card_id: int
+    profile: Mapping[str, Any]
+    last_atc: int
+
+
+@dataclass(frozen=True)
+class CapMode:
+    """What a CAP code must have been computed over.
+
+    - ``kind="respond"``: login (`purpose` ``LOGIN``) and R8 operations; `record` is None for a
+      login, else the `OperationRef`.
+    - ``kind="sign"``: R7 operations; `record` is the `Payment` or `Batch`, whose amount the person
+      types and the card MACs.
+
+    `nonce` is the server's 32 random bytes and `digest` the SHA-256 of the record's canonical
+    encoding (or `login_digest`). The digits the person types come from `CapCheck.challenge`; the
+    verifier derives them again from the same fields when it verifies.
+    """
+
+    kind: Literal["respond", "sign"]
+    purpose: str
+    nonce: bytes
+    digest: bytes
+    subscription: str
+    user_no: str
+    record: Payment | Batch | OperationRef | None = None
+
+    @property
+    def amount_minor(self) -> int | None:
+        if isinstance(self.record, Payment):
+            return self.record.amount_minor
+        if isinstance(self.record, Batch):
+            return self.record.total_minor
+        return None
+
+    @property
+    def currency(self) -> str | None:
+        return self.record.currency if isinstance(self.record, Payment | Batch) else None
+
+
+@runtime_checkable
+class CapCheck(Protocol):
+    def challenge(self, mode: CapMode) -> str:
+        """The digits the person types into the reader for `mode`. Deterministic, and dependent
+        on `nonce` and, for operations, on the record, so that a code is bound to them (R7–R9)."""
+        ...
+
+    def verify(self, card: CapCard, code: str, mode: CapMode) -> int:
+        """Checks `code` against the challenge `challenge(mode)` gave (and, in Sign mode, the
+        record's amount). Returns the ATC the code was generated with (strictly above
+        ``card.last_atc``, within the verifier's look-ahead window); raises `Rejected` otherwise.
+        Pure: the service stores the new ATC floor with a conditional write."""
+        ...
+
+
+@runtime_checkable
+class CapResync(Protocol):
+    def resync(self, card: CapCard, code1: str, code2: str) -> int:
+        """Two consecutive Identify codes made after a large ATC gap: returns the new floor (the
+        ATC of `code2`), found in a search range above ``card.last_atc``; raises `Rejected`."""
+        ...
+
+
+@dataclass(frozen=True)
+class SigningIntent:
+    """What a certificate signature must cover. `purpose` names the canonical payload:
+    ``LOGIN`` (challenge, subscription, user), ``PAYMENT`` / ``BATCH`` (challenge and the record),
+    ``OPERATION`` (challenge, operation name and id). `challenge` is the 32-byte server nonce;
+    `digest` is SHA-256 of the record's canonical encoding (`Payment.canonical()` …);
+    `expires_at` is when the challenge expires (the service has already refused expired or spent
+    challenges when it consumed this one)."""
+
+    purpose: Literal["LOGIN", "PAYMENT", "BATCH", "OPERATION"]
+    challenge: bytes
+    subscription: str
+    user_no: str
+    digest: bytes
+    expires_at: datetime
+    record: Payment | Batch | OperationRef | None = None
+
+
+@dataclass(frozen=True)
+class RegisteredCertificate:
+    """The registration the evidence's leaf certificate matched (by SHA-256 fingerprint of its
+    DER): the verifier must still check chain, validity, usage, revocation and algorithm (R16)."""
+
+    cert_id: int
+    fingerprint: str
+    serial: str
+
+
+@runtime_checkable
+class SignatureCheck(Protocol):
+    def verify(self, evidence: CertEvidence, intent: SigningIntent,
+               registered: RegisteredCertificate, now: datetime) -> None:
+        """Returns None if the chain leads to a configured bank CA, the certificate is valid at
+        `now`, its usage and algorithm are allowed, its revocation status is known and good, and
+        the signature verifies over the canonical payload of `intent`; raises `Rejected`
+        otherwise."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware."""
+        ...
+
+
+class SystemClock:
+    """The real clock (UTC)."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)

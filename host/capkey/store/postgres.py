@@ -1,0 +1,128 @@
+"""PostgreSQL back end (psycopg 3), for several backend nodes sharing one state.
+
+Transactions run at READ COMMITTED. A verification first locks the user's row
+(``SELECT … FOR UPDATE``), so verifications for one user are serialised across nodes while different
+users proceed in parallel; every state change is still a conditional ``UPDATE`` whose row count
+decides (PostgreSQL re-checks the ``WHERE`` of a waiting ``UPDATE`` against the committed row), so a
+double accept would need both guards to fail. Audit chain heads are locked last, in chain order.
+
+Durability follows the server's ``synchronous_commit`` (on by default: a reported commit survives a
+power cut). Challenge issuance sets ``synchronous_commit = off`` for its own transaction only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from .base import ChallengeRow, Store, Tx
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_MIGRATION_LOCK = 0x6361706B6579  # "capkey"
+
+
+class PostgresStore(Store):
+    dialect = "postgres"
+    _for_update = " FOR UPDATE OF u"
+    _for_update_plain = " FOR UPDATE"
+
+    def __init__(self, dsn: str, *, schema: str | None = None, connect_timeout: int = 5):
+        super().__init__()
+        self.dsn = dsn
+        self.schema = schema
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": connect_timeout}
+        if schema is not None:
+            if not _SCHEMA_NAME.match(schema):
+                raise ValueError("schema name must be a lower-case SQL identifier")
+            kwargs["options"] = f"-c search_path={schema}"
+        self._conn = psycopg.connect(dsn, **kwargs)
+        self._connect_args = kwargs
+        self._fast: psycopg.Connection | None = None
+        if schema is not None:
+            self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        self._sql_cache: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"PostgresStore(schema={self.schema!r})"  # the DSN may hold a password
+
+    def _connection(self, durable: bool = True) -> psycopg.Connection:
+        return self._conn
+
+    def _begin(self, conn: psycopg.Connection, durable: bool) -> None:
+        conn.execute("BEGIN")
+        if not durable:
+            conn.execute("SET LOCAL synchronous_commit = off")
+
+    def _begin_read(self, conn: psycopg.Connection) -> None:
+        conn.execute("BEGIN READ ONLY")
+
+    def _commit(self, conn: psycopg.Connection) -> None:
+        conn.execute("COMMIT")
+
+    def _rollback(self, conn: psycopg.Connection) -> None:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+
+    def _execute(self, conn: psycopg.Connection, sql: str, params: Sequence[Any]) -> Any:
+        converted = self._sql_cache.get(sql)
+        if converted is None:
+            # All capkey SQL uses ? placeholders and never a literal ? or %.
+            converted = sql.replace("%", "%%").replace("?", "%s")
+            self._sql_cache[sql] = converted
+        return conn.execute(converted, params, prepare=True)
+
+    def _append_if_head(self, tx: Tx, chain: int, head: tuple[int, bytes], rows: list[tuple]
+                        ) -> bool:
+        """One statement: the head moves and the rows are inserted only if the head matched."""
+        values = ", ".join(["(?::bigint, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, "
+                            "?::bytea, ?::bytea)"] * len(rows))
+        params: list[Any] = [rows[-1][1], rows[-1][9], chain, head[0], head[1]]
+        for row in rows:
+            params.extend(row[1:])
+        inserted = tx._changed(
+            "WITH h AS (UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ? AND seq = ? "
+            "AND hash = ? RETURNING chain) "
+            "INSERT INTO audit (chain, seq, at, actor, subject, method, result, reason, prev, hash) "
+            f"SELECT h.chain, v.* FROM h, (VALUES {values}) AS v",
+            params,
+        )
+        return inserted == len(rows)
+
+    def insert_challenge(self, row: ChallengeRow, now: int) -> None:
+        """One autocommitted INSERT on a second connection with synchronous_commit off: one
+        network round trip instead of four."""
+        with self._lock:
+            if self._fast is None:
+                args = dict(self._connect_args)
+                args["options"] = (args.get("options", "") + " -c synchronous_commit=off").strip()
+                self._fast = psycopg.connect(self.dsn, **args)
+            self._fast.execute(
+                "INSERT INTO challenges (id, nonce, subscription, user_no, user_id, session_id, "
+                "purpose, digest, expires_at, used, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s)",
+                (row.id, row.nonce, row.subscription, row.user_no, row.user_id, row.session_id,
+                 row.purpose, row.digest, row.expires_at, now), prepare=True)
+
+    def _has_table(self, tx: Tx, name: str) -> bool:
+        return tx._one(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+            "AND table_name = ?",
+            (name,),
+        ) is not None
+
+    def _migration_lock(self, tx: Tx) -> None:
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+
+    def drop_schema(self) -> None:
+        """Drops this store's schema (tests)."""
+        if self.schema is None:
+            raise ValueError("no private schema to drop")
+        self._conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+    def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+        self._conn.close()

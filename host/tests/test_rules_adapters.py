@@ -1,0 +1,137 @@
+"""The rules with capkey's real verifiers (capkey.verifier.cap, capkey.verifier.signature) through
+capkey.rules.adapters: EMV CAP codes computed by a model card from the test IMK, certificates issued
+by the capkey CA to a test-double certificate key, CRL revocation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cap_card_model import make_code
+from cryptography.hazmat.primitives import serialization
+from fake_certkey import FakeCertKey
+from test_rules_support import ManualClock
+
+from capkey.issuer.ca import CertificateAuthority
+from capkey.issuer.cap import TEST_IMK_LABEL, SoftwareIssuerBackend
+from capkey.rules import AuthService, CertEvidence, LoginRequest, Outcome, Payment
+from capkey.rules.adapters import CapVerifier, SignatureVerifier, canonical_payload
+from capkey.store import open_store
+from capkey.verifier.cap import VISA_DPA_CVN10, Mode
+from capkey.verifier.code import CodeHasher
+
+NOW = dt.datetime(2026, 11, 27, 14, 0, tzinfo=dt.UTC)
+ORIGIN = "https://banque.example"
+PAN, PSN = "4974000012345678", 1
+PAY = Payment(125_00, "EUR", "FR7630006000011234567890189", "ACME SARL")
+
+
+class RealWorld:
+    def __init__(self, tmp_path):
+        self.clock = ManualClock(NOW)
+        self.ca = CertificateAuthority.create(tmp_path / "ca", name="Banque Exemple",
+                                              encryption=serialization.NoEncryption(),
+                                              now=NOW - dt.timedelta(days=1000))
+        self.ca.publish_crls(now=NOW)
+        self.sig = SignatureVerifier(self.ca.trust_config(), self.ca.revocation(), origin=ORIGIN)
+        self.service = AuthService(
+            open_store(str(tmp_path / "db")),
+            cap_verifier=CapVerifier(SoftwareIssuerBackend.for_tests(), origin=ORIGIN),
+            signature_verifier=self.sig, clock=self.clock,
+            code_hasher=CodeHasher.insecure_for_tests())
+        d = self.service.directory
+        d.create_subscription("C1", actor="ops")
+        d.add_user("C1", "U1", "principal", actor="ops")
+        d.attach_card("C1", "U1", {"profile": VISA_DPA_CVN10.name, "pan": PAN, "psn": PSN,
+                                   "imk_label": TEST_IMK_LABEL, "last_atc": 10}, actor="ops")
+        self.atc = 10
+        self.device = FakeCertKey()
+        self.ca.provision_device(self.device.serial, self.device.attestation_public_key(),
+                                 now=NOW)
+        point, attestation = self.device.generate(0)
+        cert = self.ca.issue_certificate(point, attestation, "C1", "U1", now=NOW)
+        self.der = cert.public_bytes(serialization.Encoding.DER)
+        self.serial = format(cert.serial_number, "x")
+        d.attach_certificate("C1", "U1", self.der, actor="ops")
+
+    def code(self, mode, challenge, amount=0):
+        self.atc += 1
+        return make_code(VISA_DPA_CVN10, PAN, PSN, self.atc, mode, challenge=challenge,
+                         amount=amount)
+
+    def cap_login(self):
+        ch = self.service.issue_login_challenge("C1", "U1")
+        code = self.code(Mode.RESPOND, ch.cap_challenge)
+        return self.service.login(LoginRequest("C1", "U1", cap_code=code, challenge_id=ch.id)), code
+
+    def signed(self, nonce, record, user="U1"):
+        payload = bytes(canonical_payload(nonce, record, "C1", user, ORIGIN).to_bytes())
+        return CertEvidence(self.der, self.device.sign(0, payload), payload)
+
+
+@pytest.fixture
+def real(tmp_path):
+    return RealWorld(tmp_path)
+
+
+def test_R9_real_cap_login_then_replay_rejected(real):
+    result, code = real.cap_login()
+    assert result.outcome is Outcome.OK
+    assert real.service.directory.user_state("C1", "U1").cards[0][2] == 11
+    # an old code (ATC 11) over a new challenge
+    ch = real.service.issue_login_challenge("C1", "U1")
+    old = make_code(VISA_DPA_CVN10, PAN, PSN, 11, Mode.RESPOND, challenge=ch.cap_challenge)
+    assert real.service.login(LoginRequest("C1", "U1", cap_code=old, challenge_id=ch.id)
+                              ).outcome is Outcome.AUTH_FAILED
+
+
+def test_R7_real_cap_sign_bound_to_amount_and_payee(real):
+    session = real.cap_login()[0].session
+    ch = real.service.begin_step_up(session, "SCT_INST_ENTRY", transaction=PAY)
+    assert ch.cap_mode == "sign" and ch.cap_challenge.endswith("0189")  # payee IBAN digits
+    wrong_amount = real.code(Mode.SIGN, ch.cap_challenge, amount=125_01)
+    assert real.service.complete_step_up(session, ch.id, transaction=PAY,
+                                         cap_code=wrong_amount) is Outcome.AUTH_FAILED
+    ch = real.service.begin_step_up(session, "SCT_INST_ENTRY", transaction=PAY)
+    code = real.code(Mode.SIGN, ch.cap_challenge, amount=ch.amount_minor)
+    assert real.service.complete_step_up(session, ch.id, transaction=PAY, cap_code=code) is (
+        Outcome.OK)
+    assert real.service.authorize(session, "SCT_INST_ENTRY", transaction=PAY) is Outcome.OK
+
+
+def test_R16_real_certificate_login_payment_and_revocation(real):
+    ch = real.service.issue_login_challenge("C1", "U1")
+    ev = real.signed(ch.nonce, None)
+    assert real.service.login(LoginRequest("C1", "U1", cert=ev, challenge_id=ch.id)
+                              ).outcome is Outcome.OK
+    session = real.service.login(LoginRequest(
+        "C1", "U1", cert=real.signed((ch2 := real.service.issue_login_challenge("C1", "U1")).nonce,
+                                     None), challenge_id=ch2.id)).session
+    step = real.service.begin_step_up(session, "SCT_INST_ENTRY", transaction=PAY)
+    # signed over another payee: the verifier compares with the server's record
+    other = Payment(125_00, "EUR", "DE89370400440532013000", "ACME SARL")
+    assert real.service.complete_step_up(session, step.id, transaction=PAY,
+                                         cert=real.signed(step.nonce, other)) is Outcome.AUTH_FAILED
+    step = real.service.begin_step_up(session, "SCT_INST_ENTRY", transaction=PAY)
+    assert real.service.complete_step_up(session, step.id, transaction=PAY,
+                                         cert=real.signed(step.nonce, PAY)) is Outcome.OK
+    # revoked at the CA, new CRL loaded: refused
+    real.ca.revoke(real.serial, now=NOW)
+    real.sig.revocation = real.ca.revocation()
+    ch = real.service.issue_login_challenge("C1", "U1")
+    assert real.service.login(LoginRequest("C1", "U1", cert=real.signed(ch.nonce, None),
+                                           challenge_id=ch.id)).outcome is Outcome.AUTH_FAILED
+    with real.service.store.read() as tx:
+        reasons = [r[7] for r in tx.audit_rows() if r[6] == "AUTH_FAILED"]
+    assert reasons[-1] == "bad_signature:revoked"
+
+
+def test_R9_real_cap_resync_after_gap(real):
+    assert real.cap_login()[0].outcome is Outcome.OK
+    real.atc += 200
+    assert real.cap_login()[0].outcome is Outcome.AUTH_FAILED
+    card_id = real.service.directory.user_state("C1", "U1").cards[0][0]
+    c1, c2 = real.code(Mode.IDENTIFY, None), real.code(Mode.IDENTIFY, None)
+    assert real.service.resync_card("C1", "U1", card_id, c1, c2, actor="ops") is True
+    assert real.service.directory.user_state("C1", "U1").cards[0][2] == real.atc
+    assert real.cap_login()[0].outcome is Outcome.OK
