@@ -1,0 +1,308 @@
+"""`capkey card …`: the CAP card of a device (personalise, status, code, wipe, pcsc) and the
+issuer's tools (new-imk, verify).
+
+Issuer keys at rest are wrapped (rules.md R18): an IMK file is JSON {"label", "wrapped", "kcv"}
+whose key is AES-key-wrapped under a key-encryption key read from --kek-file (32 bytes, raw or
+hex). `--test-keys` uses the published EMV test IMK instead (tests and demos only).
+
+A card file (JSON, written by `personalise --card-file`) is what the bank keeps per card for
+`capkey card verify`: profile, PAN, PSN, IMK label, PIN try limit and the last accepted ATC.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import click
+
+from ..card import KEEPALIVE_WAITING_FOR_USER, CapMode, CardClient, CardState
+from ..errors import Cancelled, PinBlocked, PinInvalid, ProtocolError
+from ..hazmat import emv
+from ..issuer.cap import (
+    TEST_IMK_LABEL,
+    SoftwareIssuerBackend,
+    generate_imk,
+    personalisation_data,
+    wrap_key,
+)
+from ..verifier.cap import PROFILES, CapCard, InvalidCode, Mode, profile_by_id, resync, verify_cap
+from .device import _device_option, _open
+from .util import CliFail
+
+_MODES = {"identify": CapMode.IDENTIFY, "respond": CapMode.RESPOND, "sign": CapMode.SIGN, "tds": CapMode.TDS}
+_VERIFY_MODES = {"identify": Mode.IDENTIFY, "respond": Mode.RESPOND, "sign": Mode.SIGN, "tds": Mode.SIGN_TDS}
+_STATES = {CardState.FACTORY: "vierge (usine)", CardState.PERSONALISED: "personnalisée",
+           CardState.ERROR: "illisible (effacement nécessaire)"}
+
+
+def _read_kek(path: Path) -> bytes:
+    raw = path.read_bytes().strip()
+    if len(raw) == 64:
+        try:
+            raw = bytes.fromhex(raw.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            pass
+    if len(raw) not in (16, 24, 32):
+        raise CliFail(f"{path} : la clé de chiffrement de clés (KEK) doit faire 16, 24 ou 32 octets.")
+    return raw
+
+
+def _backend(imk_file: Path | None, kek_file: Path | None, test_keys: bool) -> tuple[SoftwareIssuerBackend, str]:
+    if test_keys:
+        if imk_file is not None:
+            raise click.UsageError("--test-keys et --imk-file s'excluent.")
+        return SoftwareIssuerBackend.for_tests(), TEST_IMK_LABEL
+    if imk_file is None or kek_file is None:
+        raise click.UsageError("donnez --imk-file et --kek-file (ou --test-keys pour la clé de test publique).")
+    try:
+        doc = json.loads(imk_file.read_text())
+        label, wrapped = doc["label"], bytes.fromhex(doc["wrapped"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CliFail(f"{imk_file} : fichier de clé émetteur illisible ({exc}).") from exc
+    try:
+        backend = SoftwareIssuerBackend.from_wrapped(_read_kek(kek_file), {label: wrapped})
+    except ValueError as exc:
+        raise CliFail(f"{imk_file} : {exc}") from exc
+    return backend, label
+
+
+def _keys_options(f):
+    f = click.option("--test-keys", is_flag=True, help="Use the published EMV test IMK (tests, demos).")(f)
+    f = click.option("--kek-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Key-encryption key (32 bytes raw or hex) that wraps the IMK.")(f)
+    f = click.option("--imk-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Issuer master key file (JSON, wrapped; see `capkey card new-imk`).")(f)
+    return f
+
+
+def _protocol_fail(exc: ProtocolError) -> CliFail:
+    if isinstance(exc, PinInvalid):
+        return CliFail(f"code PIN incorrect : {exc.attempts_remaining} essai(s) restant(s).", status=3)
+    if isinstance(exc, PinBlocked):
+        return CliFail("code PIN bloqué : la carte doit être réinitialisée par la banque.", status=4)
+    if isinstance(exc, Cancelled):
+        return CliFail("opération annulée.", status=130)
+    sentences = {
+        ProtocolError.ERR.ALREADY_PERSONALISED: "la carte est déjà personnalisée : effacez-la d'abord "
+        "(`capkey card wipe`, confirmation sur l'appareil).",
+        ProtocolError.ERR.NOT_PERSONALISED: "la carte n'est pas personnalisée.",
+        ProtocolError.ERR.DENIED: "refusé sur l'appareil.",
+        ProtocolError.ERR.TIMEOUT: "pas de réponse sur l'appareil à temps.",
+        ProtocolError.ERR.INVALID_PARAMETER: "l'appareil a refusé les paramètres.",
+        ProtocolError.ERR.WRONG_STATE: "la carte est illisible : effacez-la d'abord.",
+    }
+    return CliFail(sentences.get(exc.code, f"l'appareil a répondu par une erreur ({exc})."))
+
+
+def _keepalive_printer():
+    last = {"status": None}
+
+    def on_keepalive(status: int) -> None:
+        if status != last["status"]:
+            last["status"] = status
+            if status == KEEPALIVE_WAITING_FOR_USER:
+                click.echo("Confirmez sur l'appareil et saisissez-y le code PIN…", err=True)
+
+    return on_keepalive
+
+
+@click.group("card")
+def card() -> None:
+    """CAP card: personalisation, codes, verification, PC/SC."""
+
+
+@card.command("new-imk")
+@click.option("--kek-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--label", default="imk-1", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def new_imk(kek_file: Path, label: str, out: Path) -> None:
+    """Create a random issuer master key, stored wrapped under the KEK."""
+    if out.exists():
+        raise CliFail(f"{out} existe déjà.")
+    imk = generate_imk()
+    doc = {"label": label, "wrapped": wrap_key(_read_kek(kek_file), imk).hex(), "kcv": emv.kcv(imk).hex().upper()}
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    os.chmod(out, 0o600)
+    click.echo(f"IMK {label} créée, KCV {doc['kcv']}.")
+
+
+@card.command("personalise")
+@_device_option
+@click.option("--profile", required=True, type=click.Choice(sorted(PROFILES)))
+@click.option("--pan", required=True, help="Card number, 12-19 digits.")
+@click.option("--psn", required=True, type=click.IntRange(0, 99), help="PAN sequence number.")
+@click.option("--pin-tries", default=3, show_default=True, type=click.IntRange(1, 15))
+@click.option("--initial-atc", default=0, show_default=True, type=click.IntRange(0, 0xFF00))
+@click.option("--card-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the bank's card record here (for `capkey card verify`).")
+@_keys_options
+def personalise(url, profile, pan, psn, pin_tries, initial_atc, card_file, imk_file, kek_file, test_keys) -> None:
+    """Derive the card key from the IMK and load card data and PIN into a factory-state device."""
+    backend, label = _backend(imk_file, kek_file, test_keys)
+    prof = PROFILES[profile]
+    try:
+        CapCard(prof, pan, psn, label, initial_atc, pin_tries)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    pin = click.prompt("Code PIN de la carte", hide_input=True, confirmation_prompt="Confirmez le code PIN",
+                       err=True)
+    try:
+        data = personalisation_data(backend, profile=prof, imk_label=label, pan=pan, psn=psn, pin=pin,
+                                    pin_try_limit=pin_tries, initial_atc=initial_atc)
+    except ValueError as exc:
+        raise CliFail(f"code PIN refusé : {exc}.") from exc
+    finally:
+        del pin
+    try:
+        with _open(url) as dev:
+            try:
+                CardClient(dev).personalise(data)
+            except ProtocolError as exc:
+                raise _protocol_fail(exc) from exc
+    finally:
+        data[:] = bytes(len(data))
+    if card_file is not None:
+        record = {"profile": profile, "pan": pan, "psn": psn, "imk_label": label, "pin_try_limit": pin_tries,
+                  "last_atc": initial_atc}
+        card_file.write_text(json.dumps(record, indent=1) + "\n")
+        os.chmod(card_file, 0o600)
+    click.echo(f"Carte personnalisée ({profile}, {pan[:6]}…{pan[-4:]}, PSN {psn:02d}).")
+
+
+@card.command("status")
+@_device_option
+def status(url) -> None:
+    """State of the device's CAP card."""
+    with _open(url) as dev:
+        try:
+            s = CardClient(dev).status()
+        except ProtocolError as exc:
+            raise _protocol_fail(exc) from exc
+    click.echo(f"Carte           : {_STATES[s.state]}")
+    if s.state is CardState.PERSONALISED:
+        name = next((p.name for p in PROFILES.values() if p.profile_id == s.profile_id), f"profil {s.profile_id}")
+        click.echo(f"Profil          : {name}")
+        click.echo(f"PAN             : {s.masked_pan} (PSN {s.psn:02d})")
+        click.echo(f"Essais PIN      : {s.tries}/{s.try_limit}")
+        click.echo(f"ATC             : {s.atc}")
+    click.echo(f"Lecteur PC/SC   : {'activé' if s.pcsc else 'désactivé'}")
+
+
+@card.command("wipe")
+@_device_option
+def wipe(url) -> None:
+    """Erase the card (the person confirms on the device's keypad)."""
+    with _open(url) as dev:
+        try:
+            CardClient(dev).wipe(on_keepalive=_keepalive_printer())
+        except ProtocolError as exc:
+            raise _protocol_fail(exc) from exc
+    click.echo("Carte effacée.")
+
+
+@card.command("code")
+@_device_option
+@click.option("--mode", required=True, type=click.Choice(list(_MODES)))
+@click.option("--challenge", help="Challenge digits (respond, sign).")
+@click.option("--amount", type=click.IntRange(1, 999_999_999_999), help="Amount in minor units (sign).")
+@click.option("--currency", help="ISO 4217 code shown on the device (sign).")
+@click.option("--field", "fields", multiple=True, help="A TDS field (tds; repeat, up to 10).")
+def code(url, mode, challenge, amount, currency, fields) -> None:
+    """Connected mode: ask the device for a code; the person confirms and types the PIN on it."""
+    cancel = threading.Event()
+    try:
+        with _open(url) as dev:
+            result = CardClient(dev).get_code(
+                _MODES[mode], challenge=challenge, amount=amount, currency=currency,
+                fields=list(fields) if fields else None, cancel=cancel, on_keepalive=_keepalive_printer(),
+            )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except ProtocolError as exc:
+        raise _protocol_fail(exc) from exc
+    click.echo(result)
+
+
+@card.command("verify")
+@click.option("--card-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--mode", required=True, type=click.Choice(list(_VERIFY_MODES)))
+@click.option("--challenge")
+@click.option("--amount", type=int, help="Amount in minor units (sign).")
+@click.option("--field", "fields", multiple=True, help="TDS field (tds).")
+@click.option("--resync", "second", metavar="CODE2",
+              help="Resynchronise with CODE and the next Identify code CODE2.")
+@_keys_options
+@click.argument("code")
+def verify(card_file, mode, challenge, amount, fields, second, imk_file, kek_file, test_keys, code) -> None:
+    """Check CODE against the card record; on success the record's ATC floor moves up."""
+    backend, label = _backend(imk_file, kek_file, test_keys)
+    try:
+        rec = json.loads(card_file.read_text())
+        c = CapCard(PROFILES[rec["profile"]] if rec["profile"] in PROFILES else profile_by_id(rec["profile"]),
+                    rec["pan"], int(rec["psn"]), rec["imk_label"], int(rec["last_atc"]),
+                    int(rec.get("pin_try_limit", 3)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CliFail(f"{card_file} : fiche carte illisible ({exc}).") from exc
+    if c.imk_label != label:
+        raise CliFail(f"la carte dépend de la clé émetteur « {c.imk_label} », pas de « {label} ».")
+    try:
+        if second is not None:
+            if mode != "identify":
+                raise click.UsageError("--resync prend deux codes Identify (--mode identify).")
+            atc = resync(c, code, second, key_backend=backend)
+        else:
+            atc = verify_cap(c, code, mode=_VERIFY_MODES[mode], challenge=challenge, amount=amount,
+                             tds=list(fields) if fields else None, key_backend=backend)
+    except InvalidCode:
+        raise CliFail("code refusé.", status=2) from None
+    rec["last_atc"] = atc
+    tmp = card_file.with_suffix(card_file.suffix + ".new")
+    tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    os.replace(tmp, card_file)
+    click.echo(f"Code accepté (ATC {atc}).")
+
+
+@card.command("pcsc")
+@_device_option
+@click.option("--soft-card", type=click.Path(file_okay=False, path_type=Path),
+              help="Serve the firmware soft card of this store folder (MicroPython) instead of a device.")
+@click.option("--port", default=35963, show_default=True, help="vpcd port of pcscd.")
+def pcsc(url, soft_card, port) -> None:
+    """Expose the card to PC/SC through pcscd's virtual reader (vpcd) until Ctrl-C."""
+    from ..pcsc import LinkCard, SoftCardProcess, VpcdClient
+
+    def serve(endpoint) -> None:
+        client = VpcdClient(endpoint, port=port)
+        try:
+            client.connect(timeout=5)
+        except OSError as exc:
+            raise CliFail(f"pcscd ne répond pas sur le port vpcd {port} (pcscd et vsmartcard-vpcd "
+                          f"installés et lancés ?) : {exc}") from exc
+        click.echo("Carte disponible en PC/SC (« Virtual PCD »). Ctrl-C pour arrêter.", err=True)
+        try:
+            client.serve()
+        except KeyboardInterrupt:
+            client.stop()
+
+    if soft_card is not None:
+        endpoint = SoftCardProcess(soft_card)
+        try:
+            serve(endpoint)
+        finally:
+            endpoint.close()
+        return
+    with _open(url) as dev:
+        client = CardClient(dev)
+        try:
+            client.card_reset()
+        except ProtocolError as exc:
+            if exc.code == ProtocolError.ERR.DENIED:
+                raise CliFail("activez « Lecteur PC/SC » dans le MENU de l'appareil d'abord.") from exc
+            raise _protocol_fail(exc) from exc
+        serve(LinkCard(client))
+
+
+COMMANDS = [card]
