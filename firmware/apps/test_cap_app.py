@@ -1,0 +1,275 @@
+# apps/cap.py on a fake board: keypad flows, link handlers and the PC/SC gate. Codes are checked
+# against docs/vectors/cap_otp.json (written by the host engineer's independent implementation).
+import asyncio
+
+from applets._fakes import RamStore, load_vectors
+from apps import cap as app_cap
+from link import LinkError
+from link.codes import (
+    ERR_ALREADY_PERSONALISED,
+    ERR_DENIED,
+    ERR_INVALID_PARAMETER,
+    ERR_NOT_PERSONALISED,
+    ERR_PIN_BLOCKED,
+    ERR_PIN_INVALID,
+    KA_WAITING_FOR_USER,
+)
+from ui.core import Ui
+from ui.fakeboard import FakeBoard, settle, text, until
+
+
+class FakeLink:
+    def __init__(self):
+        self.handlers = {}
+
+    def register(self, cmd, handler):
+        self.handlers[cmd] = handler
+
+
+class Ctx:
+    def __init__(self):
+        self.board = FakeBoard()
+        self.store = RamStore()
+        self.ui = Ui(self.board, version="test")
+        self.ui.NOTICE_MS = 50
+        self.link = FakeLink()
+
+
+class Req:
+    def __init__(self, payload=b""):
+        self._buf = bytearray(payload)
+        self.payload = memoryview(self._buf)
+        self.statuses = []
+
+    async def keepalive(self, status=1):
+        self.statuses.append(status)
+        await asyncio.sleep_ms(0)
+
+
+async def _start():
+    ctx = Ctx()
+    app = app_cap.install(ctx)
+    task = asyncio.create_task(ctx.ui.run())
+    await settle()
+    return ctx, app, task
+
+
+async def _call(ctx, cmd, payload=b""):
+    return await ctx.link.handlers[cmd](Req(payload))
+
+
+async def _error(coro):
+    try:
+        await coro
+    except LinkError as e:
+        return e
+    raise AssertionError("no LinkError")
+
+
+def _card(i=0):
+    return load_vectors()["cards"][i]
+
+
+async def _personalise(ctx, i=0):
+    await _call(ctx, app_cap.CMD_PERSONALISE, bytes.fromhex(_card(i)["personalise"]))
+
+
+async def typ(b, keys):
+    # one key at a time: the UI's inbox holds 8 keys, a person never types ahead that far
+    for k in keys:
+        b.press(k)
+        await asyncio.sleep_ms(3)
+    await settle()
+
+
+async def _stop(ctx, task):
+    task.cancel()
+    await settle(5)
+    ctx.ui.close()
+
+
+async def test_status_and_personalise():
+    ctx, app, task = await _start()
+    st = await _call(ctx, app_cap.CMD_CARD_STATUS)
+    if st != bytes(8):
+        raise AssertionError("factory status %r" % st)
+    e = await _error(_call(ctx, app_cap.CMD_PERSONALISE, b"\xdf\x01\x01\x09"))
+    if e.code != ERR_INVALID_PARAMETER:
+        raise AssertionError("bad data")
+    req = Req(bytes.fromhex(_card()["personalise"]))
+    await ctx.link.handlers[app_cap.CMD_PERSONALISE](req)
+    if any(req.payload):
+        raise AssertionError("the PERSONALISE payload (key, PIN block) was not wiped")
+    st = await _call(ctx, app_cap.CMD_CARD_STATUS)
+    if st[:8] != bytes((1, 1, 3, 3, 0, 0, 1, 0)) or st[8:] != b"476173******0010":
+        raise AssertionError("status %r" % st)
+    e = await _error(_personalise(ctx))
+    if e.code != ERR_ALREADY_PERSONALISED:
+        raise AssertionError("silent re-personalisation")
+    await _stop(ctx, task)
+
+
+async def test_keypad_code_and_sign_flows_give_the_vector_codes():
+    ctx, app, task = await _start()
+    await _personalise(ctx)
+    s = _card()["sessions"]
+    b = ctx.board
+    b.press("A1234")
+    await settle()
+    if "****" not in text(ctx.ui) or "1234" in text(ctx.ui):
+        raise AssertionError("PIN not masked: " + text(ctx.ui))
+    b.press("D")
+    await until(lambda: s[0]["otp"] in text(ctx.ui))  # Identify, ATC 1
+    b.press("D")
+    await until(lambda: "Choisir la fonction" in text(ctx.ui))
+    for keys in ("B1", "78901234D", "1234D"):  # Réponse
+        await typ(b, keys)
+    await until(lambda: s[1]["otp"] in text(ctx.ui))
+    b.press("D")
+    await settle()
+    for keys in ("B2", "23710189D", "125000D", "1234D"):  # Signature 1 250,00
+        await typ(b, keys)
+    await until(lambda: s[2]["otp"] in text(ctx.ui))
+    b.press("D")
+    await settle()
+    for keys in ("B3", "1234D", "3101234567D", "D", "1234D"):  # Signer données
+        await typ(b, keys)
+    try:
+        await until(lambda: s[3]["otp"] in text(ctx.ui))
+    except AssertionError:
+        raise AssertionError("screen: " + text(ctx.ui) + " last error %r" % (ctx.ui.last_error,))
+    if not 0 <= app.last_code_ms < 1000:
+        raise AssertionError("timing")
+    print("ok_to_code_ms", app.last_code_ms)
+    b.press("D")
+    await _stop(ctx, task)
+
+
+async def test_wrong_pin_says_so_then_blocks():
+    ctx, app, task = await _start()
+    await _personalise(ctx, 1)
+    b = ctx.board
+    for left in (2, 1):
+        b.press("A9999D")
+        await until(lambda: "incorrect" in text(ctx.ui))
+        if "Essais restants : %d" % left not in text(ctx.ui):
+            raise AssertionError(text(ctx.ui))
+        b.press("D")
+        await until(lambda: "Choisir la fonction" in text(ctx.ui))
+    b.press("A9999D")
+    await until(lambda: "bloqué" in text(ctx.ui))
+    b.press("D")
+    await settle()
+    b.press("A1234D")
+    await until(lambda: "bloqué" in text(ctx.ui))  # even the right PIN
+    b.press("D")
+    await settle()
+    if app.card.tries != 0:
+        raise AssertionError("tries")
+    await _stop(ctx, task)
+
+
+async def test_connected_get_code_confirm_pin_and_errors():
+    ctx, app, task = await _start()
+    e = await _error(_call(ctx, app_cap.CMD_GET_CODE, b"\x01"))
+    if e.code != ERR_NOT_PERSONALISED:
+        raise AssertionError("not personalised")
+    await _personalise(ctx, 1)
+    s = _card(1)["sessions"]
+    for bad in (b"", b"\x09", b"\x02\x00", b"\x02\x09123456789", b"\x03\x0878901234\x010",
+                b"\x01\x011", b"\x04", b"\x02\x0812345678\x00"):
+        e = await _error(_call(ctx, app_cap.CMD_GET_CODE, bad))
+        if e.code != ERR_INVALID_PARAMETER:
+            raise AssertionError("accepted %r" % bad)
+    b = ctx.board
+    # Identify: the device shows the request, OK, PIN, code back over the link
+    req = Req(b"\x01")
+    t = asyncio.create_task(ctx.link.handlers[app_cap.CMD_GET_CODE](req))
+    await until(lambda: "Identification" in text(ctx.ui))
+    if req.statuses[:1] != [KA_WAITING_FOR_USER]:
+        raise AssertionError("keepalive")
+    await typ(b, "D1234D")
+    code = await asyncio.wait_for_ms(t, 2000)
+    if code != s[0]["otp"].encode():
+        raise AssertionError("code %r" % code)
+    await until(lambda: s[0]["otp"] in text(ctx.ui))  # and it stays on screen
+    b.press("D")
+    await until(lambda: "Choisir la fonction" in text(ctx.ui))
+    # Sign: amount and challenge shown before the PIN
+    t = asyncio.create_task(_call(ctx, app_cap.CMD_GET_CODE, b"\x03\x0823710189\x06125000\x03EUR"))
+    await until(lambda: "1 250,00 EUR" in text(ctx.ui))
+    if "2371 0189" not in text(ctx.ui):
+        raise AssertionError(text(ctx.ui))
+    b.press("D")
+    await settle()
+    b.press("1234D")
+    await asyncio.wait_for_ms(t, 2000)  # ATC 2 spent on Sign: vectors differ from here
+    b.press("D")
+    await settle()
+    # ANNULER at the request -> ERR_DENIED, no ATC used
+    atc = app.card.atc
+    t = asyncio.create_task(_error(_call(ctx, app_cap.CMD_GET_CODE, b"\x02\x0878901234")))
+    await until(lambda: "7890 1234" in text(ctx.ui))
+    b.press("*")
+    e = await asyncio.wait_for_ms(t, 2000)
+    if e.code != ERR_DENIED or app.card.atc != atc:
+        raise AssertionError("ANNULER")
+    await settle(80)
+    # wrong PIN -> ERR_PIN_INVALID with the tries left; blocked -> ERR_PIN_BLOCKED
+    for left in (2, 1, 0):
+        t = asyncio.create_task(_error(_call(ctx, app_cap.CMD_GET_CODE, b"\x01")))
+        await until(lambda: "Identification" in text(ctx.ui))
+        await typ(b, "D0000D")
+        await until(lambda: "incorrect" in text(ctx.ui) or "bloqué" in text(ctx.ui))
+        b.press("D")
+        e = await asyncio.wait_for_ms(t, 2000)
+        want = ERR_PIN_BLOCKED if left == 0 else ERR_PIN_INVALID
+        if e.code != want or (left and e.payload != bytes((left,))):
+            raise AssertionError("left %d: %r %r" % (left, e.code, e.payload))
+        await settle(80)
+    await _stop(ctx, task)
+
+
+async def test_wipe_needs_the_keypad_and_apdu_needs_pcsc_mode():
+    ctx, app, task = await _start()
+    e = await _error(_call(ctx, app_cap.CMD_WIPE))
+    if e.code != ERR_NOT_PERSONALISED:
+        raise AssertionError("wipe factory")
+    await _personalise(ctx)
+    b = ctx.board
+    t = asyncio.create_task(_error(_call(ctx, app_cap.CMD_WIPE)))
+    await until(lambda: "Effacer" in text(ctx.ui))
+    b.press("*")
+    e = await asyncio.wait_for_ms(t, 2000)
+    if e.code != ERR_DENIED or not app.personalised:
+        raise AssertionError("wipe refused")
+    await settle(80)
+    select = bytes.fromhex("00A4040007A000000003800200")
+    e = await _error(_call(ctx, app_cap.CMD_APDU, select))
+    if e.code != ERR_DENIED:
+        raise AssertionError("APDU without PC/SC mode")
+    b.press("#4")  # MENU, 4 = Lecteur PC/SC (after Infos, Langue, Carte CAP)
+    await until(lambda: "PC/SC" in text(ctx.ui))
+    b.press("D")
+    await until(lambda: app.pcsc_on())
+    b.press("D")
+    await settle()
+    atr = await _call(ctx, app_cap.CMD_CARD_RESET)
+    r = await _call(ctx, app_cap.CMD_APDU, select)
+    if atr[:1] != b"\x3b" or r[-2:] != b"\x90\x00" or b"VisaRemAuthen" not in r:
+        raise AssertionError("APDU %r" % r)
+    app_cap.reset()  # an unexpected error elsewhere switches the mode off
+    e = await _error(_call(ctx, app_cap.CMD_APDU, select))
+    if e.code != ERR_DENIED:
+        raise AssertionError("PC/SC mode survived reset()")
+    await settle(80)
+    t = asyncio.create_task(_call(ctx, app_cap.CMD_WIPE))
+    await until(lambda: "Effacer" in text(ctx.ui))
+    if "476173******0010" not in text(ctx.ui):
+        raise AssertionError("wipe screen lacks the masked PAN")
+    b.press("D")
+    await asyncio.wait_for_ms(t, 2000)
+    if app.personalised or ctx.store.d:
+        raise AssertionError("not wiped")
+    await _personalise(ctx, 1)  # factory state again: personalisation allowed
+    await _stop(ctx, task)

@@ -1,0 +1,8 @@
+metadata(
+    version="0.1.0",
+    description="capkey CAP reader state machine: drives a card through APDUs, extracts the code.",
+)
+
+require("applets")
+require("crypto")
+package("reader", files=("cap.py",), base_path="..", opt=3)
