@@ -12,7 +12,7 @@ import click
 from .util import CliFail
 
 # One module per command group; each defines COMMANDS.
-_GROUP_MODULES = ("deploy",)
+_GROUP_MODULES = ("deploy", "sim", "device", "demo", "cert", "admin", "audit", "card")
 
 
 @click.group()

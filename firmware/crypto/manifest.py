@@ -1,0 +1,12 @@
+metadata(
+    version="0.1.0",
+    description="capkey crypto: DES/3DES and ISO 9797-1 MACs (viper: needs mpy-cross -march).",
+)
+
+# Modules are added here by their owners; des.py uses @micropython.viper.
+package("crypto", files=("des.py", "mac.py"), base_path="..", opt=3)
+
+# Certificate key: HMAC/HKDF/PBKDF2-SHA256, AES-CTR, constant-time compare, sealed blobs, ECDSA
+# P-256. p256.py reads its comb table from p256_comb.bin in the same folder (32 KB, not Python):
+# a board's file system must receive it next to the .mpy files.
+package("crypto", files=("hmac.py", "aes.py", "ct.py", "sealed.py", "p256.py"), base_path="..", opt=3)

@@ -1,0 +1,152 @@
+"""Certificate PIN and PUK through the keypad on the simulator: 3 wrong PINs lock until the next
+power-up, 8 block; the PUK (MENU "Débloquer (PUK)") sets a new PIN and the key still signs; PIN
+change from the MENU; 8 wrong PUKs wipe every key, and the screen says so."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from cap_support import InThread
+from key_support import (
+    UNBLOCK_PIN,
+    HilCA,
+    enrol,
+    fresh,
+    load_cert,
+    menu_item,
+    payload,
+    setup_and_generate,
+    sign,
+    start_sign,
+    status,
+    type_pin,
+    verify,
+)
+
+from capkey.errors import LinkError, PinBlocked, PinInvalid, ProtocolError
+
+pytestmark = [pytest.mark.sim_only, pytest.mark.destructive]
+
+
+def _wait_any(op, texts, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = op.screen_text()
+        if any(t in shown for t in texts):
+            return shown
+        assert time.monotonic() < deadline, f"none of {texts} on the screen: {shown}"
+        time.sleep(0.05)
+
+
+def _wrong_pin(dev, op, expect_left, blocks=False):
+    call = start_sign(dev, payload("login"))
+    op.wait_for_text("Connexion", timeout=10)
+    op.press("D")
+    type_pin(op, "999999")
+    _wait_any(op, ("bloqué",) if blocks else ("incorrect",))
+    with pytest.raises(ProtocolError) as exc:
+        call.join(30)
+    e = exc.value
+    if blocks:  # the 8th failure blocks the PIN: reason 1, unblock with the PUK
+        assert e.code == LinkError.ERR.PIN_BLOCKED and e.payload == b"\x01"
+    elif expect_left:
+        assert isinstance(e, PinInvalid) and e.attempts_remaining == expect_left
+    else:  # 0 tries left in this power-up: the host folds PIN_INVALID(0) into PinBlocked
+        assert isinstance(e, PinBlocked) and e.payload == b"\x00"
+
+
+def _power_cycle(sim, op, connect, dev):
+    dev.close()
+    op.close()
+    sim.restart()
+    return connect(sim.url)
+
+
+def test_lockout_then_puk_unblock_through_the_menu(new_sim, operator_for, connect):
+    sim, op, dev = fresh(new_sim, operator_for, connect)
+    ca = HilCA()
+    att, puk = setup_and_generate(dev, op, 0)
+    load_cert(dev, 0, ca.issue(att.public_key_bytes, "HIL Dan"))
+    pub = att.public_key_bytes
+    lefts = []
+    for cycle in range(3):
+        for _ in range(3 if cycle < 2 else 2):
+            st = status(dev)
+            _wrong_pin(dev, op, st.pin_now - 1, blocks=st.pin_left == 1)
+            lefts.append(status(dev).pin_left)
+        if cycle < 2:
+            # a 4th try in the same power-up is refused at once, and the screen says why
+            call = start_sign(dev, payload("login"))
+            op.wait_for_text("débranchez")
+            with pytest.raises(ProtocolError) as exc:
+                call.join(30)
+            assert exc.value.code == LinkError.ERR.PIN_BLOCKED and exc.value.payload == b"\x02"
+            dev = _power_cycle(sim, op, connect, dev)
+    assert lefts == [7, 6, 5, 4, 3, 2, 1, 0]
+    st = status(dev)
+    assert (st.pin_left, st.pin_now) == (0, 0)
+    call = start_sign(dev, payload("login"))
+    op.wait_for_text("PUK")  # "Code PIN bloqué / Débloquez-le avec le PUK (MENU)"
+    with pytest.raises(ProtocolError) as exc:
+        call.join(30)
+    assert exc.value.code == LinkError.ERR.PIN_BLOCKED and exc.value.payload == b"\x01"
+    # the person unblocks with the PUK from the MENU and chooses a new PIN
+    menu_item(op, "Débloquer PIN")
+    op.wait_for_text("Code PUK")
+    op.press(puk + "D")
+    op.wait_for_text("Nouveau code PIN")
+    op.press("24680246D")
+    op.wait_for_text("Confirmez")
+    op.press("24680246D")
+    op.wait_for_text("débloqué")
+    st = status(dev)
+    assert (st.pin_left, st.pin_now, st.puk_left) == (8, 3, 8)
+    data = payload("payment")
+    slot, sig = sign(dev, op, data, "Virement", pin="24680246")
+    assert verify(pub, data, sig), "the key must survive a PUK reset"
+
+
+def test_change_pin_from_the_menu(new_sim, operator_for, connect):
+    sim, op, dev = fresh(new_sim, operator_for, connect)
+    pub = enrol(dev, op, HilCA(), 1, "HIL Eve")
+    menu_item(op, "Changer PIN")
+    op.wait_for_text("Code PIN actuel")
+    op.press("123456D")
+    op.wait_for_text("Nouveau code PIN")
+    op.press("7654321D")
+    op.wait_for_text("Confirmez")
+    op.press("7654321D")
+    op.wait_for_text("modifié")
+    data = payload("login")
+    slot, sig = sign(dev, op, data, "Connexion", pin="7654321")
+    assert slot == 1 and verify(pub, data, sig)
+
+
+def test_blocked_puk_wipes_every_key_and_says_so(new_sim, operator_for, connect):
+    sim, op, dev = fresh(new_sim, operator_for, connect)
+    ca = HilCA()
+    enrol(dev, op, ca, 0, "HIL Finn")
+    enrol(dev, op, ca, 3, "HIL Finn 2")
+    for i in range(8):
+        if i and i % 3 == 0:
+            dev = _power_cycle(sim, op, connect, dev)
+        call = InThread(dev.call, UNBLOCK_PIN, b"", timeout=30)
+        op.wait_for_text("Code PUK", timeout=10)
+        op.press("00000000D")
+        op.wait_for_text("Nouveau code PIN")
+        op.press("111111D")
+        op.wait_for_text("Confirmez")
+        op.press("111111D")
+        if i == 7:  # the screen says plainly what happened
+            op.wait_for_text("effacés")
+        with pytest.raises(ProtocolError) as exc:
+            call.join(30)
+        if i < 7:  # PIN_INVALID with the tries left in this power-up (0 reads as PinBlocked)
+            assert exc.value.raw_code == LinkError.ERR.PIN_INVALID or exc.value.payload == b"\x00"
+            assert exc.value.payload == bytes((min(7 - i, 2 - i % 3),))
+        else:
+            assert exc.value.code == LinkError.ERR.PIN_BLOCKED
+            assert exc.value.payload == b"\x03"
+    st = status(dev)
+    assert st.state == 0 and not any(s.key for s in st.slots)
