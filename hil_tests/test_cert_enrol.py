@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import secrets
 import threading
 from pathlib import Path
@@ -32,6 +31,7 @@ from capkey.verifier.signature import (
 pytestmark = pytest.mark.sim_only  # a fresh simulator of its own (new_sim)
 
 PIN = "135790"
+PUK = "24680135"
 ORIGIN = "https://banque.example"
 IBAN = "FR7630006000011234567890189"
 DOC_SCREENS = Path(__file__).resolve().parents[1] / "docs" / "screens"
@@ -81,11 +81,10 @@ def bank(new_sim, operator_for, connect, tmp_path):
     op.press(PIN + "D")
     op.wait_for_text("Confirmez le code PIN")
     op.press(PIN + "D")
-    shown = " ".join(op.wait_for_text("Votre code PUK"))
-    puk = "".join(re.search(r"(\d{4}) (\d{4})", shown).groups())
-    op.press("D")
-    op.wait_for_text("Retapez le PUK")
-    op.press(puk + "D")
+    op.wait_for_text("Choisissez votre code PUK")  # chosen by the person, never shown
+    op.press(PUK + "D")
+    op.wait_for_text("Confirmez le code PUK")
+    op.press(PUK + "D")
     cert = job.join()
     try:
         yield sim, op, dev, key, ca, cert
