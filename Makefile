@@ -8,9 +8,10 @@ DEVICE  ?=
 BOARD   ?= rpi_pico
 PORT    ?= /dev/ttyACM0
 # System packages the tests and the demo use (pcscd/vpcd for PC/SC, PostgreSQL, Chromium).
+PG_DSN  := postgresql://capkey:capkey@127.0.0.1:5432/capkey
 APT_PKGS := pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig postgresql chromium
 
-.PHONY: demo test bench hil deploy lint mpy venv system clean
+.PHONY: demo test bench hil deploy lint mpy venv system postgres clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,8 +36,13 @@ system: $(SYSSTAMP)
 demo: system venv
 	$(BIN)/capkey demo
 
-test: system venv lint mpy
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+test: system venv lint mpy postgres
+	CAPKEY_PG_DSN="$${CAPKEY_PG_DSN:-$(PG_DSN)}" $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The multi-node store tests need a PostgreSQL server; start the local one (needs root or sudo).
+postgres: system
+	@if [ "$$(id -u)" = 0 ]; then bash host/tests/start_postgres.sh; \
+	else sudo -n bash host/tests/start_postgres.sh || echo "PostgreSQL not started: the postgres tests will say they skip"; fi
 
 lint: venv
 	$(BIN)/ruff check firmware boards host hil_tests conftest.py
@@ -46,8 +52,8 @@ lint: venv
 mpy: venv
 	$(BIN)/python -m capkey._tools.build_mpy --check
 
-bench: system venv
-	$(BIN)/python -m capkey.bench
+bench: system venv postgres
+	CAPKEY_PG_DSN="$${CAPKEY_PG_DSN:-$(PG_DSN)}" $(BIN)/python -m capkey.bench
 
 hil: system venv
 	$(BIN)/pytest -q hil_tests $(if $(DEVICE),--device $(DEVICE))
