@@ -44,7 +44,8 @@ def status(device) -> Status:
 
 
 class InThread:
-    """Runs device.call in a thread while the test presses keys on another connection."""
+    """Runs a blocking device call in a thread while the test, on another connection, is the
+    person at the keypad."""
 
     def __init__(self, fn, *args, **kwargs):
         self.result = None
@@ -58,7 +59,7 @@ class InThread:
         except BaseException as exc:  # handed to the test in join()
             self.error = exc
 
-    def join(self, timeout: float = 20.0):
+    def join(self, timeout: float = 30.0):
         self._t.join(timeout)
         if self._t.is_alive():
             raise AssertionError("the device call did not end")
@@ -109,10 +110,11 @@ def type_pin(operator, pin: str = PIN) -> None:
     operator.press(pin + "D")
 
 
-def home(operator, timeout: float = 5.0) -> None:
+def home(operator, timeout: float = 5.0, key: str = "D") -> None:
+    """Presses `key` until the home screen shows: OK leaves a code shown, ANNULER (*) any dialogue."""
     deadline = time.monotonic() + timeout
     while "Choisir la fonction" not in operator.screen_text():
         if time.monotonic() > deadline:
             raise AssertionError(f"not back home: {operator.screen_lines()}")
-        operator.press("D")
+        operator.press(key)
         time.sleep(0.1)

@@ -30,12 +30,7 @@ pytestmark = pytest.mark.destructive
 def _back_home_after(operator):
     """Whatever a test left on the device (a code shown, a dialogue), the next starts at home."""
     yield
-    deadline = time.monotonic() + 10
-    while "Choisir la fonction" not in operator.screen_text():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the device did not come back home: {operator.screen_lines()}")
-        operator.press("*")
-        time.sleep(0.3)
+    home(operator, timeout=10, key="*")
 
 
 def _accept(card, code, **kw):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
-import threading
 from pathlib import Path
 
 import pytest
+from cap_support import InThread
 from cryptography.hazmat.primitives import serialization
 
 from capkey import payload as P
@@ -35,29 +35,6 @@ PUK = "24680135"
 ORIGIN = "https://banque.example"
 IBAN = "FR7630006000011234567890189"
 DOC_SCREENS = Path(__file__).resolve().parents[1] / "docs" / "screens"
-
-
-class InThread:
-    """A blocking KeyClient call in a thread, while the test is the person at the keypad."""
-
-    def __init__(self, fn, *args, **kwargs):
-        self.result = self.error = None
-        self._t = threading.Thread(target=self._run, args=(fn, args, kwargs), daemon=True)
-        self._t.start()
-
-    def _run(self, fn, args, kwargs):
-        try:
-            self.result = fn(*args, **kwargs)
-        except BaseException as exc:  # handed to the test by join()
-            self.error = exc
-
-    def join(self, timeout: float = 30.0):
-        self._t.join(timeout)
-        if self._t.is_alive():
-            raise AssertionError("the device call did not end")
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 @pytest.fixture

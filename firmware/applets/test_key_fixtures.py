@@ -6,31 +6,33 @@ import json
 from binascii import unhexlify
 
 _VALID = []  # (name, bytes) of docs/vectors/payloads.json's valid payloads, loaded once
+_ONE = {}  # name -> bytes of the payloads payload() read on its own
+
+
+def _valid_hex():
+    # (name, hex) of the valid payloads, in file order. The file is indented JSON (one key per
+    # line); reading it line by line keeps the heap free for the signer (json.load of the whole
+    # file needs far more than the 190 KB test heap holds next to the signer's modules).
+    name = None
+    with open("docs/vectors/payloads.json") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith('"invalid"'):
+                return
+            if line.startswith('"name"') or line.startswith('"hex"'):
+                kv = json.loads("{" + line.rstrip(",") + "}")
+                if "name" in kv:
+                    name = kv["name"]
+                else:
+                    yield name, kv["hex"]
 
 
 def valid():
-    # The file is indented JSON (one key per line); reading it line by line keeps the heap free
-    # for the signer (json.load of the whole file needs far more than the 190 KB test heap holds
-    # next to the signer's modules).
     if not _VALID:
-        name = None
-        with open("docs/vectors/payloads.json") as f:
-            for line in f:
-                line = line.strip()
-                if line.startswith('"invalid"'):
-                    break
-                if line.startswith('"name"') or line.startswith('"hex"'):
-                    kv = json.loads("{" + line.rstrip(",") + "}")
-                    if "name" in kv:
-                        name = kv["name"]
-                    else:
-                        _VALID.append((name, unhexlify(kv["hex"])))
+        _VALID.extend((n, unhexlify(h)) for n, h in _valid_hex())
     if len(_VALID) < 10:
         raise AssertionError("payload vectors not found")
     return _VALID
-
-
-_ONE = {}
 
 
 def payload(name="payment"):
@@ -39,15 +41,12 @@ def payload(name="payment"):
         if n == name:
             return raw
     if name not in _ONE:
-        found = False
-        with open("docs/vectors/payloads.json") as f:
-            for line in f:
-                line = line.strip()
-                if line.startswith('"name"'):
-                    found = json.loads("{" + line.rstrip(",") + "}")["name"] == name
-                elif found and line.startswith('"hex"'):
-                    _ONE[name] = unhexlify(json.loads("{" + line.rstrip(",") + "}")["hex"])
-                    break
+        vectors = _valid_hex()
+        for n, h in vectors:
+            if n == name:
+                _ONE[name] = unhexlify(h)
+                break
+        vectors.close()  # closes the file: MicroPython does not when a generator is dropped
     if name not in _ONE:
         raise AssertionError("no vector " + name)
     return _ONE[name]

@@ -15,28 +15,11 @@ from applets.test_key_fixtures import valid as _valid
 from crypto import p256, sealed
 from crypto import p256_verify as p256v
 from store import Store
+from store.test_support import Crash, rmtree
 
 PIN = b"123456"
 PUK = b"87654321"
 ITER = 16  # PBKDF2 iterations in these tests (the real count only slows them down)
-
-
-class _Crash(Exception):
-    pass
-
-
-def _rmtree(path):
-    try:
-        entries = list(os.ilistdir(path))
-    except OSError:
-        return
-    for entry in entries:
-        p = path + "/" + entry[0]
-        if entry[1] == 0x4000:
-            _rmtree(p)
-        else:
-            os.remove(p)
-    os.rmdir(path)
 
 
 class _Dev:
@@ -68,7 +51,7 @@ class _Dev:
 
     def close(self):
         store.set_hook(None)
-        _rmtree(self.root)
+        rmtree(self.root)
 
 
 def _with_dev(fn, setup=True):
@@ -361,7 +344,7 @@ class _Hook:
         self.n += 1
         if self.n == self.at:
             self.hit = (self.saves, stage)
-            raise _Crash(tag)
+            raise Crash(tag)
 
 
 def test_crash_at_every_write_point_of_a_pin_check_never_gives_a_try():
@@ -383,7 +366,7 @@ def test_crash_at_every_write_point_of_a_pin_check_never_gives_a_try():
                 store.set_hook(hook)
                 try:
                     d.run(sg.INS_SIGN, 0, sg.lv(pin) + pay)
-                except _Crash:
+                except Crash:
                     pass
                 store.set_hook(None)
                 if hook.hit is None:

@@ -11,8 +11,10 @@ from binascii import unhexlify
 if __name__ == "__main__":  # run as a script: make `crypto` importable from firmware/
     sys.path.insert(0, (sys.argv[0].rsplit("/", 2) + [""])[0] if "/" in sys.argv[0] else "..")
 
+from applets.test_key_fixtures import det_random
 from crypto import p256
 from crypto import p256_verify as p256v
+from crypto.bench_p256 import fill_heap
 
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
@@ -78,20 +80,6 @@ def _affine_of(jac):
 
 def _naive_affine(k):
     return p256._affine(*p256v.naive_mul(k))
-
-
-def _det_random(seed):
-    # Deterministic "board random" for tests: SHA-256 counter stream.
-    state = [0]
-
-    def random(n):
-        out = b""
-        while len(out) < n:
-            state[0] += 1
-            out += hashlib.sha256(seed + state[0].to_bytes(4, "big")).digest()
-        return out[:n]
-
-    return random
 
 
 # -- the comb table -------------------------------------------------------------------------
@@ -236,7 +224,7 @@ def test_nist_sigver_p256_sha256():
 
 
 def test_sign_verify_random_keys_and_hedged_nonces():
-    random = _det_random(b"keys")
+    random = det_random(b"keys")
     for i in range(6):
         d, pub = p256.keygen(random)
         if pub != p256.public_key(d) or len(pub) != 65:
@@ -319,32 +307,12 @@ def test_der_encoding():
         raise AssertionError("DER")
 
 
-def _fill_heap(budget):
-    # Allocates ballast until at most `budget` bytes of heap remain free; returns the ballast.
-    gc.collect()
-    ballast = [None] * 1024
-    i = 0
-    cap = 1008
-    while i < 1024:
-        extra = gc.mem_free() - budget
-        if extra <= 32:
-            break
-        try:
-            ballast[i] = bytearray(min(cap, extra - 32))
-            i += 1
-        except MemoryError:
-            if cap <= 16:
-                break
-            cap >>= 1
-    return ballast
-
-
 def test_sign_working_heap_is_small():
     # Peak heap of a sign beyond what is already allocated: run it with only 12 KB free
     # (the rest of the heap is filled with ballast). bench_p256.py reports the exact figure.
     h = hashlib.sha256(b"heap").digest()
     p256.sign(RFC6979_D, h)
-    ballast = _fill_heap(12 * 1024)
+    ballast = fill_heap(12 * 1024)
     try:
         sig = p256.sign(RFC6979_D, h)
     finally:

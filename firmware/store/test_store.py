@@ -8,27 +8,9 @@ from binascii import crc32
 
 import store
 from store import CorruptRecord, Store
+from store.test_support import Crash, rmtree
 
 _STAGES = ("begin", "torn", "synced", "renamed")
-
-
-class _Crash(Exception):
-    pass
-
-
-def _fresh_dir():
-    path = "/tmp/capkey-store-" + os.urandom(6).hex()
-    return path
-
-
-def _rmtree(path):
-    for entry in os.ilistdir(path):
-        p = path + "/" + entry[0]
-        if entry[1] == 0x4000:
-            _rmtree(p)
-        else:
-            os.remove(p)
-    os.rmdir(path)
 
 
 class _Counter:
@@ -41,16 +23,30 @@ class _Counter:
     def __call__(self, tag):
         self.tags.append(tag)
         if len(self.tags) == self.crash_at:
-            raise _Crash(tag)
+            raise Crash(tag)
+
+
+def _save_cut_at(root, stage, name, data):
+    """Saves `data` with the plug pulled at write point `stage`; returns the tags reached."""
+    hook = _Counter(crash_at=_STAGES.index(stage) + 1)
+    store.set_hook(hook)
+    try:
+        Store(root).save(name, data)
+        raise AssertionError("hook did not fire")
+    except Crash:
+        pass
+    finally:
+        store.set_hook(None)
+    return hook.tags
 
 
 def _with_store(fn):
-    root = _fresh_dir()
+    root = "/tmp/capkey-store-" + os.urandom(6).hex()
     try:
         fn(root)
     finally:
         store.set_hook(None)
-        _rmtree(root)
+        rmtree(root)
 
 
 def test_roundtrip_missing_delete():
@@ -109,18 +105,11 @@ def test_sequence_numbers_grow_across_instances():
 
 def test_crash_at_each_write_point_gives_old_or_new():
     def body(root):
-        for stage_index, stage in enumerate(_STAGES):
+        for stage in _STAGES:
             Store(root).save("rec", b"old-value")
-            hook = _Counter(crash_at=stage_index + 1)
-            store.set_hook(hook)
-            try:
-                Store(root).save("rec", b"NEW-VALUE-LONGER")
-                raise AssertionError("hook did not fire")
-            except _Crash:
-                pass
-            store.set_hook(None)
-            if hook.tags[-1] != "rec:" + stage:
-                raise AssertionError(hook.tags)
+            tags = _save_cut_at(root, stage, "rec", b"NEW-VALUE-LONGER")
+            if tags[-1] != "rec:" + stage:
+                raise AssertionError(tags)
             got = Store(root).load("rec")
             # before the new copy is complete the old record stands; once it is complete the
             # save is finished on the next load (rolled forward), never undone
@@ -141,14 +130,7 @@ def test_torn_new_copy_loads_previous_state():
         s.save("pin", b"\x03\x00")
         s.save("pin", b"\x02\x00")
         # a complete next copy, then cut at every possible length
-        full = Store(root)
-        hook = _Counter(crash_at=3)  # crash at "synced": the .new is complete
-        store.set_hook(hook)
-        try:
-            full.save("pin", b"\x01\x00")
-        except _Crash:
-            pass
-        store.set_hook(None)
+        _save_cut_at(root, "synced", "pin", b"\x01\x00")  # the .new is complete
         with open(root + "/pin.new", "rb") as f:
             complete = f.read()
         for cut in range(len(complete)):
@@ -194,13 +176,7 @@ def test_corrupt_committed_record_is_not_absent():
         # a complete newer copy beside the corrupt record wins
         with open(root + "/tries", "wb") as f:
             f.write(b"garbage")
-        hook = _Counter(crash_at=3)
-        store.set_hook(hook)
-        try:
-            Store(root).save("tries", b"\x02")
-        except _Crash:
-            pass
-        store.set_hook(None)
+        _save_cut_at(root, "synced", "tries", b"\x02")
         if Store(root).load("tries") != b"\x02":
             raise AssertionError("newer complete copy must replace the corrupt record")
 
@@ -226,7 +202,7 @@ def test_counter_never_rolls_back_under_crashes():
                 s.save("fails", bytes([value + 1]))
                 acked = value + 1
                 crash_at = 1  # next round: crash at the first point again
-            except _Crash:
+            except Crash:
                 crashes += 1
                 crash_at += 1
             store.set_hook(None)

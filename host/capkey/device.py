@@ -282,17 +282,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def scan_devices(*, sim_dir: Path | None = None, usb: bool = True) -> list[DeviceCandidate]:
-    """USB serial ports whose VID/PID is a capkey board's, then running simulators. Opens none."""
-    found: list[DeviceCandidate] = []
-    if usb:
-        from serial.tools import list_ports
+PLUG_WAIT = 2.0  # seconds scan_devices() waits for a board just plugged in to enumerate
+_PLUG_POLL = 0.1
 
-        for p in sorted(list_ports.comports(), key=lambda p: p.device):
-            desc = USB_IDS.get((p.vid, p.pid)) if p.vid is not None else None
-            if desc:
-                found.append(DeviceCandidate(p.device, "usb", desc, p.serial_number or ""))
-    directory = sims_dir() if sim_dir is None else sim_dir
+
+def _usb_candidates() -> list[DeviceCandidate]:
+    from serial.tools import list_ports
+
+    return [
+        DeviceCandidate(p.device, "usb", USB_IDS[(p.vid, p.pid)], p.serial_number or "")
+        for p in sorted(list_ports.comports(), key=lambda p: p.device)
+        if (p.vid, p.pid) in USB_IDS
+    ]
+
+
+def _sim_candidates(directory: Path) -> list[DeviceCandidate]:
+    found: list[DeviceCandidate] = []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else ():
         try:
             entry = json.loads(path.read_text())
@@ -304,3 +309,19 @@ def scan_devices(*, sim_dir: Path | None = None, usb: bool = True) -> list[Devic
             found.append(DeviceCandidate(url, "sim", f"simulator pid {pid} ({storage})", "",
                                          {"pid": pid, "storage": storage}))
     return found
+
+
+def scan_devices(*, sim_dir: Path | None = None, usb: bool = True,
+                 wait: float = PLUG_WAIT) -> list[DeviceCandidate]:
+    """USB serial ports whose VID/PID is a capkey board's, then running simulators. Opens none.
+
+    When it finds none, it lists the USB ports again every 0.1 s for up to `wait` seconds, so a
+    board plugged in just before the command is found once it has enumerated."""
+    sims = _sim_candidates(sims_dir() if sim_dir is None else sim_dir)
+    boards = _usb_candidates() if usb else []
+    polls = round(wait / _PLUG_POLL) if usb else 0
+    while not boards and not sims and polls > 0:
+        time.sleep(_PLUG_POLL)
+        polls -= 1
+        boards = _usb_candidates()
+    return boards + sims

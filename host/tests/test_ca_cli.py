@@ -1,14 +1,16 @@
-"""`capkey cert …` in-process, with the test double of the device behind `_open`."""
+"""`capkey cert …` in-process, with the test double of the device behind `Device.open` (so the
+CLI's own `_open` and its error sentences run)."""
 
 from __future__ import annotations
 
 import contextlib
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
 from fake_certkey import FakeCertKey, FakeKeyLink
 
-from capkey._cli import cert as cert_cli
+from capkey._cli import device as device_cli
 from capkey._cli.__main__ import cli
 from capkey._cli.util import CliFail
 from capkey.issuer.ca import CertificateAuthority
@@ -19,10 +21,10 @@ def run(tmp_path, monkeypatch):
     link = FakeKeyLink(FakeCertKey(), chosen_slot=1)
 
     @contextlib.contextmanager
-    def fake_open(url):
+    def fake_open(url, *, hello_timeout):
         yield link
 
-    monkeypatch.setattr(cert_cli, "_open", fake_open)
+    monkeypatch.setattr(device_cli, "Device", SimpleNamespace(open=fake_open))
     monkeypatch.setenv("CAPKEY_CA", str(tmp_path / "ca"))
     monkeypatch.setenv("CAPKEY_CA_PASSWORD", "s3cret-pass")
 

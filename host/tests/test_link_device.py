@@ -286,6 +286,23 @@ def test_scan_devices_usb_and_live_sims(tmp_path, monkeypatch):
     assert device_mod.sims_dir().parts[-3:] == (".cache", "capkey", "sims")
 
 
+def test_scan_devices_waits_for_a_board_just_plugged_in(tmp_path, monkeypatch):
+    class P:
+        device, vid, pid, serial_number = "/dev/ttyACM0", 0x2E8A, 0x0005, ""
+
+    from serial.tools import list_ports
+
+    listings = [[], [], [P()]]  # the board enumerates on the third listing
+    calls = []
+    monkeypatch.setattr(list_ports, "comports", lambda: calls.append(1) or listings[len(calls) - 1])
+    assert [c.url for c in scan_devices(sim_dir=tmp_path, wait=1.0)] == ["/dev/ttyACM0"]
+    assert len(calls) == 3
+    calls.clear()
+    listings = [[]]
+    assert scan_devices(sim_dir=tmp_path, wait=0) == []  # no wait: one listing
+    assert len(calls) == 1
+
+
 def test_damaged_request_is_sent_once_more():
     answers = [LinkError.ERR.CRC, 0]
 

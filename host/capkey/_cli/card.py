@@ -157,11 +157,8 @@ def personalise(url, profile, pan, psn, pin_tries, initial_atc, card_file, imk_f
     finally:
         del pin
     try:
-        with _open(url) as dev:
-            try:
-                CardClient(dev).personalise(data)
-            except ProtocolError as exc:
-                raise _protocol_fail(exc) from exc
+        with _open(url, _protocol_fail) as dev:
+            CardClient(dev).personalise(data)
     finally:
         data[:] = bytes(len(data))
     if card_file is not None:
@@ -176,11 +173,8 @@ def personalise(url, profile, pan, psn, pin_tries, initial_atc, card_file, imk_f
 @_device_option
 def status(url) -> None:
     """State of the device's CAP card."""
-    with _open(url) as dev:
-        try:
-            s = CardClient(dev).status()
-        except ProtocolError as exc:
-            raise _protocol_fail(exc) from exc
+    with _open(url, _protocol_fail) as dev:
+        s = CardClient(dev).status()
     click.echo(f"Carte           : {_STATES[s.state]}")
     if s.state is CardState.PERSONALISED:
         name = next((p.name for p in PROFILES.values() if p.profile_id == s.profile_id), f"profil {s.profile_id}")
@@ -195,11 +189,8 @@ def status(url) -> None:
 @_device_option
 def wipe(url) -> None:
     """Erase the card (the person confirms on the device's keypad)."""
-    with _open(url) as dev:
-        try:
-            CardClient(dev).wipe(on_keepalive=_keepalive_printer())
-        except ProtocolError as exc:
-            raise _protocol_fail(exc) from exc
+    with _open(url, _protocol_fail) as dev:
+        CardClient(dev).wipe(on_keepalive=_keepalive_printer())
     click.echo("Carte effacée.")
 
 
@@ -213,16 +204,14 @@ def wipe(url) -> None:
 def code(url, mode, challenge, amount, currency, fields) -> None:
     """Connected mode: ask the device for a code; the person confirms and types the PIN on it."""
     cancel = threading.Event()
-    try:
-        with _open(url) as dev:
+    with _open(url, _protocol_fail) as dev:
+        try:
             result = CardClient(dev).get_code(
                 _MODES[mode], challenge=challenge, amount=amount, currency=currency,
                 fields=list(fields) if fields else None, cancel=cancel, on_keepalive=_keepalive_printer(),
             )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    except ProtocolError as exc:
-        raise _protocol_fail(exc) from exc
+        except ValueError as exc:  # caught here, or _open would call it an unreadable answer
+            raise click.UsageError(str(exc)) from exc
     click.echo(result)
 
 
@@ -294,14 +283,14 @@ def pcsc(url, soft_card, port) -> None:
         finally:
             endpoint.close()
         return
-    with _open(url) as dev:
+    with _open(url, _protocol_fail) as dev:
         client = CardClient(dev)
         try:
             client.card_reset()
         except ProtocolError as exc:
             if exc.code == ProtocolError.ERR.DENIED:
                 raise CliFail("activez « Lecteur PC/SC » dans le MENU de l'appareil d'abord.") from exc
-            raise _protocol_fail(exc) from exc
+            raise
         serve(LinkCard(client))
 
 

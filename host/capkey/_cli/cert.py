@@ -157,12 +157,9 @@ def ca_crl(ca_dir: Path) -> None:
 def provision(url: str | None, ca_dir: Path) -> None:
     """Factory step: record the device's attestation public key in the CA's registry."""
     ca = _load_ca(ca_dir)
-    with _open(url) as dev:
+    with _open(url, _device_failure) as dev:
         serial = dev.info().serial
-        try:
-            point = KeyClient(dev).attestation_key()
-        except ProtocolError as exc:
-            raise _device_failure(exc) from exc
+        point = KeyClient(dev).attestation_key()
     try:
         ca.provision_device(serial, point, now=_now())
     except CaError as exc:
@@ -180,7 +177,7 @@ def enrol_cmd(url: str | None, ca_dir: Path, slot: int, subscription: str, user:
     """Make a key on the device, certify it after checking its attestation, load the
     certificate into the slot."""
     ca = _load_ca(ca_dir)
-    with _open(url) as dev:
+    with _open(url, _device_failure) as dev:
         try:
             certificate = enrol(
                 KeyClient(dev),
@@ -191,8 +188,6 @@ def enrol_cmd(url: str | None, ca_dir: Path, slot: int, subscription: str, user:
                 now=_now(),
                 on_keepalive=_keepalive,
             )
-        except ProtocolError as exc:
-            raise _device_failure(exc) from exc
         except CaError as exc:
             raise CliFail(f"certificat refusé par l'AC : {exc}") from exc
     click.echo(
@@ -206,13 +201,10 @@ def enrol_cmd(url: str | None, ca_dir: Path, slot: int, subscription: str, user:
 @_device_option
 def list_cmd(url: str | None) -> None:
     """The device's key slots and certificates, and the PIN/PUK tries left."""
-    with _open(url) as dev:
+    with _open(url, _device_failure) as dev:
         key = KeyClient(dev)
-        try:
-            status = key.status()
-            certs = key.certificates()
-        except ProtocolError as exc:
-            raise _device_failure(exc) from exc
+        status = key.status()
+        certs = key.certificates()
     if status.state is KeyState.FACTORY:
         click.echo("Aucun code PIN choisi (il sera demandé au premier enrôlement).")
     else:
@@ -269,11 +261,8 @@ def revoke(ca_dir: Path, ref: str, reason: str) -> None:
 @click.option("--slot", type=click.IntRange(0, 3), required=True)
 def delete(url: str | None, slot: int) -> None:
     """Erase a slot's key and certificate (the person confirms on the device)."""
-    with _open(url) as dev:
-        try:
-            KeyClient(dev).delete(slot, on_keepalive=_keepalive)
-        except ProtocolError as exc:
-            raise _device_failure(exc) from exc
+    with _open(url, _device_failure) as dev:
+        KeyClient(dev).delete(slot, on_keepalive=_keepalive)
     click.echo(f"Emplacement {slot} effacé.")
 
 

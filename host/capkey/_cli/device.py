@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -57,8 +57,10 @@ def _resolve(url: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _open(url: str | None) -> Iterator[Device]:
-    """Opens the device and turns every link failure into one sentence."""
+def _open(url: str | None,
+          explain: Callable[[ProtocolError], CliFail] | None = None) -> Iterator[Device]:
+    """Opens the device and turns every link failure into one sentence; `explain` gives a command
+    group's own sentences for the device's error replies."""
     url = _resolve(url)
     try:
         with Device.open(url, hello_timeout=HELLO_TIMEOUT) as dev:
@@ -68,14 +70,16 @@ def _open(url: str | None) -> Iterator[Device]:
     except PortBusy as exc:
         raise CliFail(f"le port {url} est utilisé par un autre programme.") from exc
     except VersionMismatch as exc:
-        dev = f"{exc.device[0]}..{exc.device[1]}" if exc.device else "inconnue"
+        theirs = f"{exc.device[0]}..{exc.device[1]}" if exc.device else "inconnue"
         raise CliFail(
             f"version de protocole incompatible (hôte {exc.host[0]}..{exc.host[1]}, appareil "
-            f"{dev}) : mettez à jour capkey ou le firmware."
+            f"{theirs}) : mettez à jour capkey ou le firmware."
         ) from exc
     except DeviceTimeout as exc:
         raise CliFail(f"l'appareil à {url} ne répond pas (délai dépassé).") from exc
     except ProtocolError as exc:
+        if explain is not None:
+            raise explain(exc) from exc
         sentence = _SENTENCES.get(exc.code, f"l'appareil a répondu par une erreur ({exc}).")
         raise CliFail(sentence[0].upper() + sentence[1:]) from exc
     except TransportError as exc:

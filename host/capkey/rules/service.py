@@ -214,8 +214,9 @@ class AuthService:
                        from_us(sca_at), must_change)
 
     def _open_session(self, tx: Tx, session: Session | str, now: int, *,
-                      also_lock: int | None = None) -> tuple[SessionRow, UserRow] | Outcome:
-        """Loads the session, locks its user (and `also_lock`, in id order), applies R13."""
+                      also_lock: int | None = None) -> tuple[SessionRow, UserRow, str] | Outcome:
+        """Loads the session, locks its user (and `also_lock`, in id order), applies R13; returns
+        the session, its user and the user's audit subject."""
         sid = session.id if isinstance(session, Session) else session
         if not isinstance(sid, str) or not _TOKEN.match(sid):
             return Outcome.SESSION_EXPIRED
@@ -235,7 +236,7 @@ class AuthService:
         if user is None or not user.active or not user.subscription_active:
             tx.session_end(sid)
             return Outcome.SESSION_EXPIRED
-        return row, user
+        return row, user, subject_of(user.subscription, user.user_no)
 
     # -- login (R1–R5, R9, R10, R14, R16, R17) ------------------------------------------------
 
@@ -425,8 +426,7 @@ class AuthService:
             opened = self._open_session(tx, session, t)
             if isinstance(opened, Outcome):
                 return opened
-            row, user = opened
-            subject = subject_of(user.subscription, user.user_no)
+            row, user, subject = opened
 
             def answer(outcome: Outcome, reason: str = "") -> Outcome:
                 tx.audit(at=t, actor=subject, subject=subject, method="AUTHORIZE",
@@ -462,8 +462,7 @@ class AuthService:
             opened = self._open_session(tx, session, t)
             if isinstance(opened, Outcome):
                 return StepUpChallenge(opened)
-            row, user = opened
-            subject = subject_of(user.subscription, user.user_no)
+            row, user, subject = opened
             if row.must_change:
                 outcome, reason = Outcome.CODE_CHANGE_REQUIRED, "must_change"
             elif not self._operation_ok(op) or op not in self.config.sensitive_operations:
@@ -518,8 +517,7 @@ class AuthService:
             opened = self._open_session(tx, session, t)
             if isinstance(opened, Outcome):
                 return opened
-            row, user = opened
-            subject = subject_of(user.subscription, user.user_no)
+            row, user, subject = opened
             outcome = self._decide_step_up(tx, row, user, subject, challenge_id, shape_ok,
                                            method, transaction, operation_id, cap_code, cert,
                                            t, events)
@@ -610,8 +608,7 @@ class AuthService:
             opened = self._open_session(tx, sid, t)
             if isinstance(opened, Outcome):
                 return opened
-            row, user = opened
-            subject = subject_of(user.subscription, user.user_no)
+            row, user, subject = opened
 
             def answer(outcome: Outcome, reason: str = "") -> Outcome:
                 tx.audit(at=t, actor=subject, subject=subject, method="CHANGE_CODE",
@@ -655,8 +652,7 @@ class AuthService:
                                         also_lock=target.id if target is not None else None)
             if isinstance(opened, Outcome):
                 return ResetResult(opened)
-            row, actor = opened
-            actor_s = subject_of(actor.subscription, actor.user_no)
+            row, actor, actor_s = opened
             target_s = subject_of(subscription, user_no)
 
             def answer(outcome: Outcome, reason: str = "") -> ResetResult:

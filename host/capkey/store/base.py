@@ -574,8 +574,8 @@ class Store(ABC):
     @abstractmethod
     def _begin(self, conn: Any, durable: bool) -> None: ...
 
-    @abstractmethod
-    def _commit(self, conn: Any) -> None: ...
+    def _commit(self, conn: Any) -> None:
+        conn.execute("COMMIT")
 
     @abstractmethod
     def _rollback(self, conn: Any) -> None: ...

@@ -59,9 +59,6 @@ class PostgresStore(Store):
     def _begin_read(self, conn: psycopg.Connection) -> None:
         conn.execute("BEGIN READ ONLY")
 
-    def _commit(self, conn: psycopg.Connection) -> None:
-        conn.execute("COMMIT")
-
     def _rollback(self, conn: psycopg.Connection) -> None:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.execute("ROLLBACK")

@@ -67,9 +67,6 @@ class SqliteStore(Store):
     def _begin_read(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN")
 
-    def _commit(self, conn: sqlite3.Connection) -> None:
-        conn.execute("COMMIT")
-
     def _rollback(self, conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
