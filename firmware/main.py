@@ -11,6 +11,12 @@
 # being typed, a session key) registers a wipe function with ctx.on_reset(fn), or defines a
 # module-level reset(); both run after an unexpected error, before the UI goes back to the
 # first screen.
+#
+# Memory: an app module is only its resident layer (home keys, menu entries, small link
+# handlers, the state that lives between uses); its heavy modules (applets, reader, crypto,
+# payload rendering) are loaded while a flow or a command runs and dropped after
+# (firmware/ondemand.py), so a Pico's heap holds the core, every app's resident layer and one
+# flow at a time. The HEAP command (0x07) reports the heap free now and the peak in use.
 import asyncio
 import gc
 import sys
@@ -20,6 +26,7 @@ from micropython import const
 FIRMWARE_VERSION = "0.1.0"
 APPS = ("apps.cap", "apps.key")
 _RESTART_MS = const(200)  # pause before the UI loop starts again after an error
+CMD_HEAP = const(0x07)  # docs/protocol.md, system commands
 
 
 class Context:
@@ -62,7 +69,7 @@ def install_apps(ctx, names=APPS):
     """Imports and installs every app of `names` that is present; returns the installed names."""
     installed = []
     for name in names:
-        gc.collect()  # an import (compiling a .py on the simulator) needs contiguous blocks
+        gc.collect()  # an import needs contiguous blocks (above all when it compiles a .py)
         loaded = list(sys.modules)
         try:
             mod = __import__(name)
@@ -104,6 +111,25 @@ async def _keep_running(ctx, run, where):
         await asyncio.sleep_ms(_RESTART_MS)
 
 
+async def _heap(req):
+    # HEAP: payload empty, or 01 to start a new peak after answering. Answer: heap free, heap in
+    # use, peak in use (u32 each, after a garbage collection), modules loaded on demand since
+    # power-up (u32), modules held on demand now (u8).
+    import ondemand
+    from link import LinkError
+    from link.codes import ERR_INVALID_PARAMETER
+
+    p = req.payload
+    if len(p) > 1 or (len(p) == 1 and p[0] != 1):
+        raise LinkError(ERR_INVALID_PARAMETER)
+    free, used, peak = ondemand.stats(reset=len(p) == 1)
+    out = bytearray()
+    for v in (free, used, peak, ondemand.loads):
+        out.extend(v.to_bytes(4, "big"))
+    out.append(min(len(ondemand.held()), 255))
+    return out
+
+
 def build(board, apps=APPS):
     """The firmware's parts, wired; main() runs them. Tests use it to inspect the wiring."""
     from link import system
@@ -115,6 +141,7 @@ def build(board, apps=APPS):
     ui = Ui(board, store=store, version=FIRMWARE_VERSION)
     link = LinkServer(board, ui)
     system.install(link, FIRMWARE_VERSION)
+    link.register(CMD_HEAP, _heap)
     ctx = Context(board, ui, store, link)
     install_apps(ctx, apps)
     return ctx

@@ -56,20 +56,17 @@ def display(name: str) -> list[str]:
 
 
 def sim_kwargs() -> dict:
-    """Simulator arguments of the key tests' own simulators.
-
-    The simulator compiles the firmware from source. With the CAP and the key apps both installed,
-    compiling in the Pico's 190 KB heap fragments it until a qstr pool or bytecode block finds no
-    room ("apps.key not installed: out of memory"); loaded from .mpy files, as `capkey deploy` puts
-    them on a board, everything fits with ~43 KB free. Until the simulator loads .mpy, these tests
-    run the Pico 2 profile (460 KB). CAPKEY_TEST_SIM_HEAP=bytes sets the heap instead, and
-    CAPKEY_TEST_SIM_ROOT=dir runs the simulator from another tree (one whose firmware/ holds .mpy
-    files) with the Pico profile."""
+    """Simulator arguments of the key tests' own simulators: the Pico profile (190 KB heap), like
+    the session's simulator. The simulator runs the firmware as .mpy files and the apps load their
+    heavy modules only while a flow runs (firmware/ondemand.py), so both apps fit.
+    CAPKEY_TEST_SIM_HEAP=bytes sets the heap instead, and CAPKEY_TEST_SIM_ROOT=dir runs the
+    simulator from another tree."""
     heap = os.environ.get("CAPKEY_TEST_SIM_HEAP")
     root = os.environ.get("CAPKEY_TEST_SIM_ROOT")
+    kwargs: dict = {"heap": int(heap)} if heap else {}
     if root:
-        return {"root": root, **({"heap": int(heap)} if heap else {})}
-    return {"heap": int(heap)} if heap else {"board_profile": "rpi_pico2"}
+        kwargs["root"] = root
+    return kwargs
 
 
 @dataclass

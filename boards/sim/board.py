@@ -14,6 +14,13 @@
 # atexit, no flush); CAPKEY_CRASH_TAG=prefix counts only the points whose tag starts with it.
 # The unix port has no os._exit and this build no ffi, so the kill goes through the shell:
 # os.system("kill -KILL $PPID"), where $PPID of the shell is this process.
+#
+# Heap figures (CAPKEY_HEAP_STATS=1, capkey.sim's heap_stats=True, for benchmarks): the garbage
+# collector runs after every HEAP_STATS_THRESHOLD bytes allocated, and the heap in use is noted
+# (firmware/ondemand.py note(), read with the HEAP link command) at every screen update and every
+# store write point, besides the loads and releases of on-demand modules. gc.mem_alloc() then
+# counts live objects plus at most the threshold of garbage: the peak is an upper bound of the
+# live heap at those points, within HEAP_STATS_THRESHOLD. Slower; off by default.
 import asyncio
 import gc
 import os
@@ -25,6 +32,8 @@ REBOOT_EXIT = 75  # host/capkey/sim.py restarts the simulator when it exits with
 KEYS = "0123456789ABCD*#"
 _SERIAL_FILE = ".sim-serial"
 _PARENT_POLL_MS = 1000  # a leading dot keeps it out of the store's record names
+
+HEAP_STATS_THRESHOLD = 2048
 
 # Heap of the board each profile stands for (bytes); host/capkey/sim.py passes the same figure
 # to `micropython -X heapsize=`.
@@ -40,9 +49,12 @@ class SimDisplay(framebuf.FrameBuffer):
         super().__init__(self.buffer, width, height, framebuf.MONO_VLSB)
         self.on = True
         self.shows = 0
+        self.sample = None  # fn() called at every show (heap figures)
 
     def show(self):
         self.shows += 1
+        if self.sample is not None:
+            self.sample()
         if self.on:
             self.panel[:] = self.buffer
 
@@ -61,6 +73,16 @@ def _pull_plug(tag):
     # still here: the shell could not kill us; this is not a faithful crash any more
     sys.stderr.write("capkey-sim: SIGKILL failed, exiting\n")
     raise SystemExit(70)
+
+
+def _sampling(sample, then=None):
+    # a write-point hook that notes the heap, then passes the tag on (crash injection)
+    def hook(tag):
+        sample()
+        if then is not None:
+            then(tag)
+
+    return hook
 
 
 class CrashCounter:
@@ -163,8 +185,23 @@ class SimBoard:
         import store
 
         hook = crash_hook_from_env(die)
+        if self._sample is not None:
+            hook = _sampling(self._sample, hook)
         store.set_hook(hook)
         return hook
+
+    _sample = None
+
+    def heap_stats(self, on=True):
+        """Heap figures mode (see the top of this file): a low GC threshold, and the heap in use
+        noted at every screen update and store write point (call before install_crash_hook)."""
+        if not on:
+            return
+        import ondemand
+
+        gc.threshold(HEAP_STATS_THRESHOLD)
+        self._sample = ondemand.note
+        self.display.sample = ondemand.note
 
     async def serve_host(self, handler):
         async def connection(reader, writer):

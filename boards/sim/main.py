@@ -54,6 +54,7 @@ def run():
     import board
 
     sim = board.configure(port, storage, profile)
+    sim.heap_stats(os.getenv("CAPKEY_HEAP_STATS") == "1")
     sim.install_crash_hook()
 
     # firmware/main.py is also "main", like this file: import it with the firmware first

@@ -192,3 +192,34 @@ async def test_serve_host_one_handler_per_connection():
         server.cancel()
     finally:
         _rmtree(a)
+
+
+def test_heap_stats_note_the_heap_at_screen_updates_and_write_points():
+    import gc
+
+    import ondemand
+    import store
+
+    a = _tmp()
+    try:
+        b = board.SimBoard(0, a)
+        b.heap_stats(True)
+        b.install_crash_hook()
+        ondemand.stats(reset=True)
+        base = ondemand.peak
+        big = bytearray(20000)
+        b.display.show()  # noted with the 20 KB alive
+        del big
+        _, used, peak = ondemand.stats(reset=True)
+        if peak < base + 20000 or used > base + 1024:
+            raise AssertionError("show: peak %d base %d used %d" % (peak, base, used))
+        big = bytearray(12000)
+        store.Store(a).save("rec", b"x")  # every write point notes the heap
+        del big
+        _, _, peak = ondemand.stats(reset=True)
+        if peak < base + 12000:
+            raise AssertionError("write point: peak %d base %d" % (peak, base))
+    finally:
+        store.set_hook(None)
+        gc.threshold(-1)
+        _rmtree(a)

@@ -2,6 +2,10 @@
 # against docs/vectors/cap_otp.json (written by the host engineer's independent implementation).
 import asyncio
 
+# Loaded here, so resident for the whole test: the app would load it on each use and drop it
+# after, compiling the sources again every time in a heap the earlier compilations fragmented.
+# The simulator and the boards run .mpy files; firmware/test_ondemand.py tests the dropping.
+import flows.cap  # noqa: F401
 from applets._fakes import RamStore, load_vectors
 from apps import cap as app_cap
 from link import LinkError
@@ -64,6 +68,11 @@ async def _error(coro):
     except LinkError as e:
         return e
     raise AssertionError("no LinkError")
+
+
+async def _atc(ctx):
+    st = await _call(ctx, app_cap.CMD_CARD_STATUS)
+    return (st[4] << 8) | st[5]
 
 
 def _card(i=0):
@@ -164,7 +173,7 @@ async def test_wrong_pin_says_so_then_blocks():
     await until(lambda: "bloqué" in text(ctx.ui))  # even the right PIN
     b.press("D")
     await settle()
-    if app.card.tries != 0:
+    if (await _call(ctx, app_cap.CMD_CARD_STATUS))[2] != 0:
         raise AssertionError("tries")
     await _stop(ctx, task)
 
@@ -207,12 +216,12 @@ async def test_connected_get_code_confirm_pin_and_errors():
     b.press("D")
     await settle()
     # ANNULER at the request -> ERR_DENIED, no ATC used
-    atc = app.card.atc
+    atc = await _atc(ctx)
     t = asyncio.create_task(_error(_call(ctx, app_cap.CMD_GET_CODE, b"\x02\x0878901234")))
     await until(lambda: "7890 1234" in text(ctx.ui))
     b.press("*")
     e = await asyncio.wait_for_ms(t, 2000)
-    if e.code != ERR_DENIED or app.card.atc != atc:
+    if e.code != ERR_DENIED or await _atc(ctx) != atc:
         raise AssertionError("ANNULER")
     await settle(80)
     # wrong PIN -> ERR_PIN_INVALID with the tries left; blocked -> ERR_PIN_BLOCKED
@@ -241,7 +250,7 @@ async def test_wipe_needs_the_keypad_and_apdu_needs_pcsc_mode():
     await until(lambda: "Effacer" in text(ctx.ui))
     b.press("*")
     e = await asyncio.wait_for_ms(t, 2000)
-    if e.code != ERR_DENIED or not app.personalised:
+    if e.code != ERR_DENIED or (await _call(ctx, app_cap.CMD_CARD_STATUS))[0] != 1:
         raise AssertionError("wipe refused")
     await settle(80)
     select = bytes.fromhex("00A4040007A000000003800200")
@@ -269,7 +278,41 @@ async def test_wipe_needs_the_keypad_and_apdu_needs_pcsc_mode():
         raise AssertionError("wipe screen lacks the masked PAN")
     b.press("D")
     await asyncio.wait_for_ms(t, 2000)
-    if app.personalised or ctx.store.d:
+    if (await _call(ctx, app_cap.CMD_CARD_STATUS))[0] != 0 or ctx.store.d:
         raise AssertionError("not wiped")
     await _personalise(ctx, 1)  # factory state again: personalisation allowed
+    await _stop(ctx, task)
+
+
+async def test_pcsc_mode_keeps_the_card_and_its_timer_gives_it_back():
+    ctx, app, task = await _start()
+    await _personalise(ctx)
+    b = ctx.board
+    app_cap.PCSC_IDLE_MS = 200
+    try:
+        b.press("#4")
+        await until(lambda: "PC/SC" in text(ctx.ui))
+        b.press("D")
+        await until(lambda: app.pcsc_on())
+        b.press("D")
+        await settle()
+        card = app.card
+        select = bytes.fromhex("00A4040007A000000003800200")
+        await _call(ctx, app_cap.CMD_CARD_RESET)
+        await _call(ctx, app_cap.CMD_APDU, select)
+        if app.card is not card or card is None:
+            raise AssertionError("the card must stay the same between APDUs")
+        await asyncio.sleep_ms(120)
+        await _call(ctx, app_cap.CMD_APDU, select)  # activity pushes the deadline
+        await asyncio.sleep_ms(120)
+        if not app.pcsc_on():
+            raise AssertionError("an APDU did not keep the mode on")
+        await asyncio.sleep_ms(150)  # the timer switches it off without anybody asking
+        if app.pcsc_until is not None or app.card is not None or app._hold is not None:
+            raise AssertionError("PC/SC mode still holds the card")
+    finally:
+        app_cap.PCSC_IDLE_MS = 600000
+    e = await _error(_call(ctx, app_cap.CMD_APDU, select))
+    if e.code != ERR_DENIED:
+        raise AssertionError("APDU after the timer")
     await _stop(ctx, task)

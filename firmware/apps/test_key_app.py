@@ -5,6 +5,10 @@ import asyncio
 import hashlib
 import os
 
+# Loaded here, so resident for the whole test: the app would load it on each use and drop it
+# after, compiling the sources again every time in a heap the earlier compilations fragmented.
+# The simulator and the boards run .mpy files; firmware/test_ondemand.py tests the dropping.
+import flows.key  # noqa: F401
 from applets._fakes import RamStore
 from applets.test_key_fixtures import cert as _cert
 from applets.test_key_fixtures import payload as _payload
@@ -348,4 +352,37 @@ async def test_first_use_refuses_a_puk_equal_to_the_pin_and_mismatches():
     st = await _call(ctx, app_key.CMD_STATUS)
     if st[1] != 1:
         raise AssertionError("not set up")
+    await _stop(ctx, task)
+
+
+async def test_failure_counts_are_shared_by_overlapping_uses():
+    # A STATUS arriving while the MENU's unblock still shows "débloqué" (its use still open)
+    # must see the counts the unblock reset, not a copy taken when its own use began.
+    ctx, app, task = await _start()
+    att, puk = await _generate_first(ctx, 0)
+    await _load(ctx, 0, _cert(att[-129:-64]))
+    for _ in range(2):
+        await _error(await _sign(ctx, _payload(), pin="999999"))
+    st = await _call(ctx, app_key.CMD_STATUS)
+    if st[3] != 1:
+        raise AssertionError("PIN tries now %d" % st[3])
+    ctx.ui.NOTICE_MS = 50
+    app_key.NOTICE_MS = 2000  # the "débloqué" notice stays while we ask
+    try:
+        b = ctx.board
+        await _typ(b, "#")
+        await until(lambda: "Débloquer" in text(ctx.ui))
+        await _typ(b, "4")
+        await until(lambda: "PUK" in text(ctx.ui))
+        await _typ(b, puk + "D")
+        await until(lambda: "Nouveau" in text(ctx.ui))
+        await _typ(b, "2468024D")
+        await until(lambda: "Confirmez" in text(ctx.ui))
+        await _typ(b, "2468024D")
+        await until(lambda: "débloqué" in text(ctx.ui))
+        st = await _call(ctx, app_key.CMD_STATUS)
+        if st[2:6] != bytes((8, 3, 8, 3)):
+            raise AssertionError("status during the notice %r" % bytes(st[2:6]))
+    finally:
+        app_key.NOTICE_MS = 50
     await _stop(ctx, task)

@@ -12,6 +12,13 @@ stands for.
 
 A simulator that reboots (REBOOT command) exits with ``REBOOT_EXIT`` and is started again here.
 While it runs, ``~/.cache/capkey/sims/<port>.json`` announces it to ``capkey devices``.
+
+Like a board, which runs the ``.mpy`` files ``capkey deploy`` copied, the simulator runs the
+firmware compiled by mpy-cross for the host (``build/sim/``, see ``capkey._tools.build_mpy``;
+rebuilt before each start for the sources that changed): nothing is compiled in the device's
+heap, where the on-demand modules come and go. ``mpy=False`` runs the sources instead.
+``heap_stats=True`` starts it in the heap figures mode of ``boards/sim/board.py`` (read with the
+HEAP command, 0x07; ``capkey.bench.device``).
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from ._tools.build_mpy import sim_tree, stage_sim
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +125,9 @@ class Simulator:
     ``port=0`` picks a free port once; it stays the same across kill/start and reboots, like a
     board that comes back on the same USB port. ``heap`` defaults to the profile's heap.
     ``crash_at``/``crash_tag`` arm the power-cut injection of the next start (see
-    ``boards/sim/board.py``); ``echo`` copies the simulator's console to stderr.
+    ``boards/sim/board.py``); ``echo`` copies the simulator's console to stderr. ``mpy=False``
+    runs the firmware from its sources rather than from build/sim/; ``heap_stats`` turns on the
+    heap figures mode (slower: the garbage collector runs every 2 KB allocated).
     """
 
     def __init__(
@@ -131,6 +142,8 @@ class Simulator:
         echo: bool = False,
         register: bool = True,
         root: str | os.PathLike | None = None,
+        mpy: bool = True,
+        heap_stats: bool = False,
     ):
         if board_profile not in PROFILES:
             raise ValueError(f"unknown board profile {board_profile!r}: {', '.join(PROFILES)}")
@@ -145,6 +158,8 @@ class Simulator:
         self.echo = echo
         self.register = register
         self.root = Path(root) if root is not None else ROOT
+        self.mpy = mpy
+        self.heap_stats = heap_stats
         self.reboots = 0  # restarts after a REBOOT_EXIT
         self.returncode: int | None = None  # of the last process that ended
         self._proc: subprocess.Popen | None = None
@@ -187,12 +202,26 @@ class Simulator:
 
     # -- life cycle ------------------------------------------------------------------------
 
+    @property
+    def tree(self) -> Path:
+        """The folder holding boards/sim/main.py and firmware/ the simulator runs."""
+        return sim_tree(self.root) if self.mpy else self.root
+
+    def build(self) -> Path:
+        """Compiles what changed since the last build into build/sim/ (mpy mode); returns the tree."""
+        if self.mpy:
+            try:
+                stage_sim(self.root, micropython_binary())
+            except SystemExit as exc:  # mpy-cross refused a source
+                raise SimulatorError(f"the firmware does not compile:\n{exc}") from None
+        return self.tree
+
     def command(self) -> list[str]:
         return [
             micropython_binary(),
             "-X",
             f"heapsize={self.heap}",
-            str(self.root / "boards" / "sim" / "main.py"),
+            str(self.tree / "boards" / "sim" / "main.py"),
             "--port",
             str(self.port),
             "--storage",
@@ -206,6 +235,9 @@ class Simulator:
         env["CAPKEY_SIM_PARENT"] = str(os.getpid())
         env.pop("CAPKEY_CRASH_AT", None)
         env.pop("CAPKEY_CRASH_TAG", None)
+        env.pop("CAPKEY_HEAP_STATS", None)
+        if self.heap_stats:
+            env["CAPKEY_HEAP_STATS"] = "1"
         if self.crash_at is not None:
             env["CAPKEY_CRASH_AT"] = str(self.crash_at)
             if self.crash_tag:
@@ -218,6 +250,7 @@ class Simulator:
             if self.running:
                 raise SimulatorError(f"simulator already running on {self.url}")
             self._stopping = False
+            self.build()
             self._spawn()
         self._wait_ready(timeout)
         return self
