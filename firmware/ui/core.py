@@ -115,8 +115,10 @@ class Ui(Shell, Inputs):
         self._paint(self._layout(lines), title)
 
     def snapshot(self):
-        """(bytes of the 1024-byte framebuffer, [text of each row shown]) for the link."""
-        return bytes(self.board.display), self.scr.lines()
+        """(a view of the 1024-byte framebuffer, [text of each row shown]) for the link. A view, not
+        a copy: the link copies it straight into its send buffer, and a 1 KB allocation can fail
+        in a fragmented heap at the peak of a flow."""
+        return memoryview(self.board.display), self.scr.lines()
 
     def _layout(self, lines):
         if isinstance(lines, str):  # one line given as a str
