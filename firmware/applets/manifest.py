@@ -1,10 +1,9 @@
+# Uses the sibling packages crypto, store (all included once by firmware/manifest.py).
 metadata(
     version="0.1.0",
     description="capkey applets: APDU in / APDU out (soft EMV CAP card, BER-TLV helpers).",
 )
 
-require("crypto")
-require("store")
 package("applets", files=("tlv.py", "emv_card.py"), base_path="..", opt=3)
 
 # Certificate key: signing payloads (parse + French display) and the signing applet.

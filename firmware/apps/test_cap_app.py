@@ -19,7 +19,7 @@ from link.codes import (
     KA_WAITING_FOR_USER,
 )
 from ui.core import Ui
-from ui.fakeboard import FakeBoard, settle, text, until
+from ui.test_fakeboard import FakeBoard, settle, text, until
 
 
 class FakeLink:

@@ -1,4 +1,4 @@
-# apps/key.py on a fake board (ui.fakeboard) with the signer on a RAM store: the link handlers and
+# apps/key.py on a fake board (ui.test_fakeboard) with the signer on a RAM store: the link handlers and
 # the keypad dialogues behind them. The HIL suite (hil_tests/test_key_*.py) repeats the flows on
 # the simulator through the real link.
 import asyncio
@@ -28,7 +28,7 @@ from link.codes import (
     KA_WAITING_FOR_USER,
 )
 from ui.core import Ui
-from ui.fakeboard import FakeBoard, settle, text, until
+from ui.test_fakeboard import FakeBoard, settle, text, until
 
 PIN = "123456"
 

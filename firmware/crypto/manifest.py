@@ -10,3 +10,5 @@ package("crypto", files=("des.py", "mac.py"), base_path="..", opt=3)
 # P-256. p256.py reads its comb table from p256_comb.bin in the same folder (32 KB, not Python):
 # a board's file system must receive it next to the .mpy files.
 package("crypto", files=("hmac.py", "aes.py", "ct.py", "sealed.py", "p256.py"), base_path="..", opt=3)
+# Verification and the naive yardstick: imported only by self-tests and bench_p256.py on a board.
+package("crypto", files=("p256_verify.py",), base_path="..", opt=3)

@@ -1,7 +1,7 @@
 import asyncio
 
 from ui.core import Ui
-from ui.fakeboard import FakeBoard, settle, text
+from ui.test_fakeboard import FakeBoard, settle, text
 
 
 def _ui():

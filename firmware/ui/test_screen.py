@@ -1,6 +1,6 @@
 import framebuf
 
-from ui.fakeboard import FakeDisplay
+from ui.test_fakeboard import FakeDisplay
 from ui.inputs import format_amount
 from ui.screen import Screen, wrap
 

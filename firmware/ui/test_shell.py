@@ -1,7 +1,7 @@
 import asyncio
 
 from ui.core import Ui
-from ui.fakeboard import FakeBoard, FakeStore, settle, text, until
+from ui.test_fakeboard import FakeBoard, FakeStore, settle, text, until
 
 CODE = ("CODE", "CODE")
 SIGN = ("SIGN", "SIGN")

@@ -1,0 +1,12 @@
+# The whole firmware, for a board image with capkey frozen in (see docs/boards.md). Frozen
+# bytecode runs from flash: the code then takes no heap, only the objects it makes.
+include("link/manifest.py")
+include("ui/manifest.py")
+include("store/manifest.py")
+include("crypto/manifest.py")
+include("applets/manifest.py")
+include("reader/manifest.py")
+include("flows/manifest.py")
+module("ondemand.py", opt=3)
+package("apps", files=("cap.py", "key.py"), base_path=".", opt=3)
+module("main.py")  # runs at boot
