@@ -18,7 +18,9 @@
 # cleared, so the function objects, tables and bytecode become garbage even if a stale pointer
 # to the module object survives somewhere (a coroutine's old stack slot); then gc.collect().
 # Modules that were already loaded before a use (the resident core, a test's imports) are
-# never dropped.
+# never dropped, and neither is a module that sets ONDEMAND_RESIDENT = True: MicroPython keeps
+# every native (viper) code block it loads on a list that is never shrunk, so loading such a
+# module again at each use would leak about 100 bytes a time; it stays after its first use.
 #
 # Memory: a load that raises MemoryError drops what it had added. If an open use was made with
 # evict=fn (a long-lived hold whose owner can rebuild what it drops: the CAP card of the PC/SC
@@ -131,7 +133,7 @@ class Use:
             raise
         keep = {}
         for m in sys.modules:
-            if m not in old:
+            if m not in old and not getattr(sys.modules[m], "ONDEMAND_RESIDENT", False):
                 keep[m] = None
         if keep:
             # new code may import any module other uses loaded: keep them all while it runs

@@ -18,6 +18,7 @@ _FILES = {
     "user.py": "from pkg import shared\ndef four(x):\n    return shared.twice(shared.twice(x))\n",
     "bad.py": "from pkg import shared\nraise ValueError('broken module')\n",
     "huge.py": "from pkg import shared\nX = bytearray(400000)\n",
+    "native.py": "ONDEMAND_RESIDENT = True\ndef f():\n    return 1\n",
 }
 _root = None
 
@@ -238,3 +239,16 @@ def test_an_evictable_use_gives_way_to_a_load_that_does_not_fit():
         pass
     if evicted != [None] or _loaded("pkg.big") or ondemand.held():
         raise AssertionError("the evictable use was not ended: %r" % ondemand.held())
+
+
+def test_a_resident_marked_module_stays_after_its_first_use():
+    # native code cannot be reloaded without a leak (ondemand.py): such a module stays loaded
+    _setup()
+    with ondemand.use("pkg.native", "pkg.shared") as (native, shared):
+        if native.f() != 1:
+            raise AssertionError("not loaded")
+    if not _loaded("pkg.native") or _loaded("pkg.shared"):
+        raise AssertionError("the marked module should stay and only it")
+    with ondemand.use("pkg.native") as again:
+        if again is not native or ondemand.held():
+            raise AssertionError("a resident module is not reloaded nor held")

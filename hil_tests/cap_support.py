@@ -72,7 +72,11 @@ def wipe_if_needed(device, operator) -> None:
     if status(device).state == 0:
         return
     call = InThread(device.call, WIPE, b"", timeout=30)
-    operator.wait_for_text("Effacer la carte")
+    try:
+        operator.wait_for_text("Effacer la carte")
+    except AssertionError:
+        call.join(1)  # the device's refusal explains more than the screen
+        raise
     operator.press("D")
     call.join()
 

@@ -16,10 +16,22 @@
 #     (saved again) only after a match, so pulling the plug never gives a free try;
 #   - the "ARQC outstanding" flag is saved before the ARQC answer and cleared by the closing AAC,
 #     which is what the next transaction's CVR reports as "last online transaction not completed".
+#
+# Secrets at rest: "cap_card" = DF20 sealed || public TLVs (DF01 profile, 5A PAN, 5F34 PSN,
+# DF04 PIN try limit, DF05 initial ATC). sealed = crypto/sealed.py of UDK (16) || PIN block (8)
+# under device_key("capkey-card-seal") (crypto/devkey.py), aad = "capkey-card" || the public TLVs,
+# so the blob opens only with this device's secret and only next to this profile and PAN. A
+# record that does not parse makes load() raise: the card is unreadable (WIPE only),
+# never a factory card; a blob that does not unseal answers 6984 to VERIFY and GENERATE AC. The
+# counters stay in "cap_state", a separate record. The sealing modules (about 8 KB of heap) are
+# loaded only while the record is sealed or opened (ondemand.py), at personalisation and at the
+# first VERIFY or GENERATE AC, never for STATUS or SELECT; a MemoryError there propagates.
+import os
 from binascii import unhexlify
 
+import ondemand
 from applets import tlv
-from crypto import des
+from crypto import ct, des
 from crypto.mac import PAD1, PAD2, mac_alg3
 from micropython import const
 
@@ -64,6 +76,7 @@ _SW_RECORD_NOT_FOUND = const(0x6A83)
 _SW_WRONG_P1P2 = const(0x6A86)
 _SW_DATA_NOT_FOUND = const(0x6A88)
 _SW_PIN_BLOCKED = const(0x6983)
+_SW_INVALIDATED = const(0x6984)  # referenced data invalidated: the sealed card record
 _SW_INS = const(0x6D00)
 _SW_CLA = const(0x6E00)
 
@@ -80,6 +93,10 @@ _P_GAC1 = const(4)
 _P_DONE = const(5)
 
 _STATE_VERSION = const(1)
+_SEALED = const(0xDF20)  # record tag of the sealed UDK || PIN block
+_PUBLIC = (0xDF01, 0x5A, 0x5F34, 0xDF04, 0xDF05)  # record order of the clear fields
+_SEAL_LABEL = b"capkey-card-seal"
+_AAD = b"capkey-card"
 
 
 class CardStateError(Exception):
@@ -140,22 +157,36 @@ def _pan_digits_ok(pan):
     return n
 
 
-def parse_personalisation(data):
-    """Validate the PERSONALISE TLVs -> dict of fields; ValueError on anything wrong."""
-    mv = memoryview(data)
+def _fields(mv, pos, tags):
+    # TLVs of mv[pos:] -> dict; the secret tags (DF02, DF03) stay views into mv (no copy to wipe)
     f = {}
-    pos = 0
     end = len(mv)
     while pos < end:
         tag, vs, vn, pos = tlv.read(mv, pos, end)
         if tag in f:
             raise ValueError("duplicate tag")
-        f[tag] = bytes(mv[vs : vs + vn])
-    for tag in f:
-        if tag not in (0xDF01, 0x5A, 0x5F34, 0xDF02, 0xDF03, 0xDF04, 0xDF05):
+        if tag not in tags:
             raise ValueError("unknown tag")
+        v = mv[vs : vs + vn]
+        f[tag] = v if tag in (0xDF02, 0xDF03) else bytes(v)
+    return f
+
+
+def parse_personalisation(data):
+    """Validate the PERSONALISE TLVs -> dict of fields; ValueError on anything wrong."""
+    return _check(_fields(memoryview(data), 0, (0xDF01, 0x5A, 0x5F34, 0xDF02, 0xDF03, 0xDF04, 0xDF05)))
+
+
+def _check_secrets(udk, pin_block):
+    if not _odd_parity(udk):
+        raise ValueError("key parity")
+    if not check_pin_block(pin_block):
+        raise ValueError("PIN block")
+
+
+def _check(f, secrets=True):
     for tag, n in ((0xDF01, 1), (0x5F34, 1), (0xDF02, 16), (0xDF03, 8), (0xDF04, 1)):
-        if len(f.get(tag, b"")) != n:
+        if (secrets or tag not in (0xDF02, 0xDF03)) and len(f.get(tag, b"")) != n:
             raise ValueError("missing or bad field")
     if f[0xDF01][0] not in _PROFILES:
         raise ValueError("profile")
@@ -165,10 +196,8 @@ def parse_personalisation(data):
     psn = f[0x5F34][0]
     if psn >> 4 > 9 or psn & 15 > 9:
         raise ValueError("PSN")
-    if not _odd_parity(f[0xDF02]):
-        raise ValueError("key parity")
-    if not check_pin_block(f[0xDF03]):
-        raise ValueError("PIN block")
+    if secrets:
+        _check_secrets(f[0xDF02], f[0xDF03])
     if not 1 <= f[0xDF04][0] <= 15:
         raise ValueError("PIN try limit")
     atc = f.get(0xDF05, b"\x00\x00")
@@ -181,8 +210,9 @@ def parse_personalisation(data):
 class EmvCard:
     """The soft card. `process(apdu) -> response` (data || SW1 SW2)."""
 
-    def __init__(self, store):
+    def __init__(self, store, random=None):
         self._store = store
+        self._random = random or os.urandom
         self._out = bytearray(260)
         self._mac = bytearray(48)
         self._st = bytearray(7)  # version, ATC(2), PTC, flags, last online ATC(2)
@@ -197,10 +227,18 @@ class EmvCard:
     def load(self):
         raw = self._store.load(CARD_RECORD)
         self.personalised = False
-        self._udk = None
+        self._forget()
         if raw is None:
             return
-        f = parse_personalisation(raw)
+        mv = memoryview(raw)
+        tag, vs, vn, pos = tlv.read(mv, 0, len(mv))
+        if tag != _SEALED:
+            raise ValueError("card record")
+        f = _check(_fields(mv, pos, _PUBLIC), secrets=False)
+        # Opened at the first VERIFY or GENERATE AC (_open), not here: STATUS, SELECT and WIPE
+        # then never load the sealing code, whose 8 KB the heap cannot spare beside another app.
+        self._sealed = bytes(mv[vs : vs + vn])
+        self._aad = _AAD + bytes(mv[pos:])
         st = self._store.load(STATE_RECORD)
         if st is None or len(st) != 7 or st[0] != _STATE_VERSION:
             raise CardStateError("card state missing")
@@ -208,8 +246,6 @@ class EmvCard:
         self.profile_id = f[0xDF01][0]
         self.pan = f[0x5A]
         self.psn = f[0x5F34][0]
-        self._udk = f[0xDF02]
-        self._pin = f[0xDF03]
         self.try_limit = f[0xDF04][0]
         p = _PROFILES[self.profile_id]
         self.aid, self.label, self._fmt, self._cdol1, self._iaf, self._ipb = p
@@ -237,20 +273,68 @@ class EmvCard:
         st[0] = _STATE_VERSION
         st[1:3] = f[0xDF05]
         st[3] = f[0xDF04][0]
-        # state first: a crash before the card record leaves a factory card (state is ignored)
-        self._store.save(STATE_RECORD, st)
-        self._store.save(CARD_RECORD, data)
-        self.load()
+        pub = bytearray(32)
+        n = 0
+        for tag in _PUBLIC:
+            n = tlv.put(pub, n, tag, f[tag])
+        pub = bytes(memoryview(pub)[:n])
+        secret = bytearray(24)
+        secret[:16] = f[0xDF02]
+        secret[16:] = f[0xDF03]
+        try:
+            # one load of the sealing modules for the seal and the load() after it
+            with ondemand.use("crypto.sealed", "crypto.devkey") as (sealed, devkey):
+                key = devkey.device_key(self._store, self._random, _SEAL_LABEL)
+                blob = sealed.seal(key, secret, self._random(16), _AAD + pub)
+                ct.wipe(secret)
+                rec = bytearray(4 + len(blob) + n)
+                p = tlv.put(rec, 0, _SEALED, blob)
+                rec[p : p + n] = pub
+                rec = memoryview(rec)[: p + n]
+                # state first: a crash before the card record leaves a factory card (state ignored)
+                self._store.save(STATE_RECORD, st)
+                self._store.save(CARD_RECORD, rec)
+                self.load()
+        finally:
+            ct.wipe(secret)
         self._phase = _P_NONE
 
     def wipe(self):
         # card record first: once it is gone the card is in factory state whatever follows
         self._store.delete(CARD_RECORD)
         self._store.delete(STATE_RECORD)
-        self._udk = None
-        self._pin = None
+        self._forget()
         self.personalised = False
         self._phase = _P_NONE
+
+    def _open(self):
+        """The UDK and PIN block, unsealed on first use in this power-up. A blob that was altered,
+        moved next to another PAN or copied from another device answers 6984 (referenced data
+        invalidated) to every VERIFY and GENERATE AC: the card can only be wiped."""
+        if self._udk is not None:
+            return
+        try:
+            with ondemand.use("crypto.sealed", "crypto.devkey") as (sealed, devkey):
+                key = devkey.device_key(self._store, self._random, _SEAL_LABEL)
+                secret = bytearray(sealed.unseal(key, self._sealed, self._aad))
+        except ValueError:  # SealError
+            raise _Sw(_SW_INVALIDATED)
+        try:
+            _check_secrets(memoryview(secret)[:16], memoryview(secret)[16:])
+        except ValueError:
+            ct.wipe(secret)
+            raise _Sw(_SW_INVALIDATED)
+        self._udk = secret[:16]
+        self._pin = secret[16:]
+        ct.wipe(secret)
+
+    def _forget(self):
+        # zeroes the card key and PIN block held in RAM (bytearrays made by load())
+        for b in (getattr(self, "_udk", None), getattr(self, "_pin", None)):
+            if b is not None:
+                ct.wipe(b)
+        self._udk = None
+        self._pin = None
 
     @property
     def atc(self):
@@ -447,15 +531,12 @@ class EmvCard:
             raise _Sw(_SW_PIN_BLOCKED)
         if not check_pin_block(block):
             raise _Sw(_SW_DATA_INVALID)
+        self._open()  # before the try counter moves: a bad record costs no try
         self._pin_tried = True
         self._pin_ok = False
         st[3] -= 1
         self._save_state()  # pre-decrement is durable before the comparison
-        diff = 0
-        pin = self._pin
-        for i in range(8):
-            diff |= pin[i] ^ block[i]
-        if diff:
+        if not ct.eq(self._pin, block):  # constant time
             return_sw = 0x63C0 | st[3]
             raise _Sw(return_sw)
         st[3] = self.try_limit
@@ -472,6 +553,7 @@ class EmvCard:
         if phase == _P_GPO:
             if len(data) != self._len1:
                 raise _Sw(_SW_WRONG_LENGTH)
+            self._open()  # the cryptogram needs the UDK, whatever is asked
             # card risk management: an online-only card; no cryptogram worth anything without
             # a verified PIN, so anything but a verified ARQC request gets an AAC
             cid = 0x80 if kind == 0x80 and self._pin_ok else 0x00

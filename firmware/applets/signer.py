@@ -12,13 +12,14 @@
 #   - the PUK resets the PIN (RESET RETRY COUNTER); 8 wrong PUKs wipe every key and certificate.
 #
 # Keys at rest (record "sig.pin", "sig.slotN", "sig.dev"):
-#   device secret S (32 random bytes, first boot)
-#   KEK_pin = HKDF(ikm=PBKDF2-HMAC-SHA256(PIN, salt, KDF_ITERATIONS), salt=S, "capkey-kek-pin")
+#   device secret S: crypto/devkey.py (shared with the CAP card), device_key(label) = HKDF(S, label)
+#   KEK_pin = HKDF(ikm=PBKDF2-HMAC-SHA256(PIN, salt, KDF_ITERATIONS),
+#                  salt=device_key("capkey-kek-salt"), "capkey-kek-pin")
 #   KEK_puk = the same with the PUK and "capkey-kek-puk"
 #   DEK (32 random bytes) sealed twice: under KEK_pin and under KEK_puk (gnuk's scheme, so a PUK
 #   reset does not need the old PIN); a PIN or PUK is "correct" when its KEK opens its DEK blob
 #   private key of slot N sealed under the DEK, bound to the slot and its public key
-#   attestation key sealed under HKDF(S, "capkey-attest-seal")
+#   attestation key sealed under device_key("capkey-attest-seal"); "sig.dev" = 2 | public key | blob
 # Sealed blobs: crypto/sealed.py (AES-256-CTR then HMAC-SHA256).
 #
 # APDUs (CLA 0x80; lv(x) = length u8 || x; short or extended Lc):
@@ -40,6 +41,7 @@ import hashlib
 
 from applets import payload as _payload
 from crypto import p256, sealed
+from crypto.devkey import device_key
 from crypto.hmac import hkdf, pbkdf2_sha256
 from micropython import const
 
@@ -84,6 +86,7 @@ INS_READ_PUB = const(0xCD)
 
 _PIN_REC = "sig.pin"
 _DEV_REC = "sig.dev"
+_DEV_FMT = const(2)  # format 1 held S itself; S now lives in crypto/devkey.py
 _FMT = const(1)  # record format version
 _SALT = const(16)
 _DEK_BLOB = const(81)  # sealed 32 bytes
@@ -196,41 +199,42 @@ class Signer:
         # consecutive failures since power-up (this object lives as long as the firmware runs)
         self.pin_fails = 0
         self.puk_fails = 0
-        self._secret = None
+        self._salt = None
         self._att_pub = None
 
     # -- device identity -------------------------------------------------------------------
 
     def provision(self):
-        """Makes the device secret and the attestation key if this device has none yet."""
+        """Makes the device secret (if none yet) and the attestation key if this device has none."""
         if self.store.load(_DEV_REC) is not None:
             return False
-        secret = self.random(32)
+        key = self._att_seal_key()  # makes S first: a crash after it only leaves S, reused next time
         d, pub = p256.keygen(self.random)
-        blob = sealed.seal(self._att_seal_key(secret), p256.private_to_bytes(d), self.random(16), _AAD_ATT)
-        self.store.save(_DEV_REC, bytes((_FMT,)) + secret + pub + blob)
+        blob = sealed.seal(key, p256.private_to_bytes(d), self.random(16), _AAD_ATT)
+        self.store.save(_DEV_REC, bytes((_DEV_FMT,)) + pub + blob)
         return True
 
-    def _att_seal_key(self, secret):
-        return hkdf(secret, b"", b"capkey-attest-seal", 32)
+    def _att_seal_key(self):
+        return device_key(self.store, self.random, b"capkey-attest-seal")
 
     def _device(self):
-        if self._secret is None:
+        """The salt of the KEKs; SW_STATE until the device is provisioned."""
+        if self._salt is None:
             rec = self.store.load(_DEV_REC)
-            if rec is None or len(rec) != 1 + 32 + 65 + _DEK_BLOB or rec[0] != _FMT:
+            if rec is None or len(rec) != 1 + 65 + _DEK_BLOB or rec[0] != _DEV_FMT:
                 raise SwError(SW_STATE)
-            self._secret = bytes(rec[1:33])
-            self._att_pub = bytes(rec[33:98])
-        return self._secret
+            self._att_pub = bytes(rec[1:66])
+            self._salt = device_key(self.store, self.random, b"capkey-kek-salt")
+        return self._salt
 
     def attestation_public_key(self):
         self._device()
         return self._att_pub
 
     def _attest(self, slot, pub):
-        secret = self._device()
+        self._device()
         rec = self.store.load(_DEV_REC)
-        d = p256.private_from_bytes(sealed.unseal(self._att_seal_key(secret), rec[98:], _AAD_ATT))
+        d = p256.private_from_bytes(sealed.unseal(self._att_seal_key(), rec[66:], _AAD_ATT))
         s = self.serial.encode()
         f = self.firmware.encode()
         stmt = ATTEST_MAGIC + bytes((ATTEST_VERSION, slot, len(s))) + s + bytes((len(f),)) + f + pub

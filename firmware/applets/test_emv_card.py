@@ -4,8 +4,8 @@
 from binascii import hexlify, unhexlify
 
 from applets import emv_card
-from applets._fakes import PowerCut, RamStore
 from applets.emv_card import CardStateError, EmvCard
+from applets.test_fakes import PowerCut, RamStore
 from crypto import des
 from crypto.des import DES
 from crypto.mac import PAD1, PAD2, mac_alg3
@@ -346,3 +346,99 @@ def test_power_on_forgets_the_transaction():
     if card.power_on() != emv_card.ATR:
         raise AssertionError("ATR")
     tx(card, "80AE8000 1D " + CDOL_VISA + " 00", 0x6985)
+
+
+# -- secrets at rest (crypto/devkey.py + crypto/sealed.py) -----------------------------------
+def _unreadable(store):
+    """A record that does not parse is refused at power-up (never read as a factory card); one
+    that parses but does not unseal answers 6984 at the first VERIFY, before its try counter
+    moves."""
+    try:
+        card = EmvCard(store)
+    except ValueError:  # TlvError and the like
+        return True
+    tx(card, "00A40400 07 " + (VISA_AID if card.profile_id == 1 else MC_AID) + " 00")
+    tx(card, "80A80000 02 8300 00")
+    tries = store.d["cap_state"][3]
+    r = card.process(h("00200080 08 241234FFFFFFFFFF"))
+    if store.d["cap_state"][3] != tries:
+        raise AssertionError("a try spent on an unreadable record")
+    return r[-2:] == b"\x69\x84"
+
+
+def test_store_folder_holds_neither_the_card_key_nor_the_pin_block():
+    import os
+
+    import store as st
+    from store.test_support import rmtree
+
+    udk = option_a(PAN, 0)
+    pin = h("241234FFFFFFFFFF")
+    root = "/tmp/capkey-card-" + os.urandom(6).hex()
+    try:
+        card = EmvCard(st.Store(root))
+        card.personalise(perso(1))
+        if card._udk is not None:
+            raise AssertionError("secrets opened before they are needed")
+        open_tx(card)
+        if bytes(card._udk) != udk or bytes(card._pin) != pin:
+            raise AssertionError("secrets not restored from the sealed blob")
+        seen = b""
+        for name in os.listdir(root):
+            with open(root + "/" + name, "rb") as f:
+                seen += f.read()
+        for secret in (udk, pin, udk[:8], udk[8:], pin[:4]):
+            if secret in seen:
+                raise AssertionError("secret bytes in the store folder")
+        # a power cycle reads it back and the card still answers with the right PIN
+        again = EmvCard(st.Store(root))
+        open_tx(again)
+    finally:
+        rmtree(root)
+
+
+def test_altered_moved_or_foreign_record_is_unreadable():
+    card, store = new_card(1)
+    good = store.d["cap_card"]
+    if _unreadable(store):
+        raise AssertionError("good record refused")
+    for i in (5, 20, 40, len(good) - 3):  # nonce, ciphertext, tag, public field (PSN / limit)
+        bad = bytearray(good)
+        bad[i] ^= 1
+        store.d["cap_card"] = bytes(bad)
+        if not _unreadable(store):
+            raise AssertionError("altered byte %d accepted" % i)
+    # the same record next to another PAN (public fields swapped) does not open
+    other = new_card(1, pan="4761739001010028")[1].d["cap_card"]
+    store.d["cap_card"] = good[: good.index(b"\x5a")] + other[other.index(b"\x5a") :]
+    if not _unreadable(store):
+        raise AssertionError("blob opened next to another PAN")
+    # the record copied to another device (another device secret) does not open
+    foreign = RamStore()
+    foreign.d["cap_card"] = good
+    foreign.d["cap_state"] = store.d["cap_state"]
+    if not _unreadable(foreign):
+        raise AssertionError("record opened on another device")
+    # an old clear record (PERSONALISE data as saved before sealing) is refused too
+    store.d["cap_card"] = perso(1)
+    if not _unreadable(store):
+        raise AssertionError("clear record accepted")
+
+
+def test_power_cut_while_personalising_leaves_factory_or_personalised():
+    n = 1
+    while True:
+        store = RamStore()
+        card = EmvCard(store)
+        store.cut_at = n
+        try:
+            card.personalise(perso(1))
+        except PowerCut:
+            again = EmvCard(store)  # never unreadable: factory until the card record lands
+            if again.personalised != ("cap_card" in store.d):
+                raise AssertionError("cut %d: inconsistent" % n)
+            n += 1
+            continue
+        break
+    if n != 4:  # device secret, card state, card record
+        raise AssertionError("expected 3 saves, saw %d" % (n - 1))

@@ -16,6 +16,9 @@
 import micropython
 from micropython import const
 
+# Viper code: reloading it on every use would leak (firmware/ondemand.py), so it stays loaded.
+ONDEMAND_RESIDENT = True
+
 _ROUND_BYTES = const(8)  # one subkey = 8 six-bit chunks, one per S-box
 _KS_BYTES = const(128)  # 16 rounds
 

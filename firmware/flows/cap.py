@@ -101,6 +101,8 @@ def card(app):
         return app.card
     try:
         return EmvCard(app.store)
+    except MemoryError:
+        raise  # no heap to open the sealed record now: busy, not unreadable
     except Exception:
         return None
 
