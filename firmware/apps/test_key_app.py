@@ -9,7 +9,7 @@ import os
 # after, compiling the sources again every time in a heap the earlier compilations fragmented.
 # The simulator and the boards run .mpy files; firmware/test_ondemand.py tests the dropping.
 import flows.key  # noqa: F401
-from applets._fakes import RamStore
+from applets.test_fakes import RamStore
 from applets.test_key_fixtures import cert as _cert
 from applets.test_key_fixtures import payload as _payload
 from apps import key as app_key

@@ -2,9 +2,9 @@
 # against the soft card for both profiles and all modes, T=0 status words, PIN errors.
 from binascii import hexlify, unhexlify
 
-from applets._fakes import RamStore, load_vectors
 from applets.emv_card import EmvCard, session_key
 from applets.test_emv_card import option_a, perso
+from applets.test_fakes import RamStore, load_vectors
 from crypto.des import DES
 from crypto.mac import PAD1, PAD2, mac_alg1, mac_alg3
 from reader import cap

@@ -1,8 +1,8 @@
 import framebuf
 
-from ui.test_fakeboard import FakeDisplay
 from ui.inputs import format_amount
 from ui.screen import Screen, wrap
+from ui.test_fakeboard import FakeDisplay
 
 
 def _cell(fb, col, row=0):
