@@ -1,0 +1,224 @@
+"""The main job, end to end in a real browser: `capkey demo`'s setup (simulated device personalised
+for the test customer, AuthService on SQLite, portal, device view, signing agent) driven by
+headless Chromium, with the person's keypad presses and screen reading done on the simulated
+device over its link (PRESS / SCREEN).
+
+    pytest -m browser hil_tests/test_e2e_browser.py
+
+Needs /usr/bin/chromium (Debian package) and the simulator; takes well under a minute. It takes
+screenshots of the login and step-up pages; with CAPKEY_WRITE_SCREENS=1 they replace
+docs/screens/portal-login.png and docs/screens/portal-step-up.png (otherwise they go to the test's
+temporary folder, so that a test run leaves the tree untouched).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from capkey.portal.demo import Demo, DemoError, Keypad
+
+pytestmark = [pytest.mark.browser, pytest.mark.sim_only, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+DOC_SCREENS = Path(__file__).resolve().parents[1] / "docs" / "screens"
+NEW_CODE = "Vq8nRt4kZm"
+IBAN_DIGITS = "0189"  # FR76 3000 6000 0112 3456 7890 189, the transfer form's payee
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.skip("Chromium is not installed (make system)")
+    with Demo(tmp_path_factory.mktemp("demo") / "work", http_port=0, agent_port=0,
+              echo=lambda line: None) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def browser(demo):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def keypad(demo):
+    k = Keypad(demo.device_url)
+    yield k
+    k.close()
+
+
+@pytest.fixture
+def screens(tmp_path) -> Path:
+    return DOC_SCREENS if os.environ.get("CAPKEY_WRITE_SCREENS") == "1" else tmp_path
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR")
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    yield pg
+    context.close()
+
+
+def read_code(keypad: Keypad) -> str:
+    lines = keypad.wait_for("Votre code")
+    for line in lines:
+        if re.fullmatch(r"\d{4,12}", line.strip()):
+            return line.strip()
+    raise AssertionError(f"no code on the device: {lines}")
+
+
+def home(keypad: Keypad, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while "Choisir la fonction" not in keypad.text():
+        assert time.monotonic() < deadline, keypad.lines()
+        keypad.press("D")
+        time.sleep(0.15)
+
+
+def cap_code(keypad: Keypad, pin: str, *, respond: str | None = None,
+             sign: tuple[str, int] | None = None) -> str:
+    """The person at the reader: SIGN, Réponse (1) or Signature (2), the challenge, the amount,
+    the PIN; returns the code the reader shows."""
+    home(keypad)
+    keypad.press("B")
+    keypad.wait_for("Réponse")
+    if respond is not None:
+        keypad.press("1")
+        keypad.wait_for("Code défi")
+        keypad.press(respond + "D")
+    else:
+        assert sign is not None
+        keypad.press("2")
+        keypad.wait_for("Code défi")
+        keypad.press(sign[0] + "D")
+        keypad.wait_for("Montant")
+        keypad.press(str(sign[1]) + "D")
+    keypad.wait_for("Code PIN")
+    keypad.press(pin + "D")
+    code = read_code(keypad)
+    keypad.press("D")
+    return code
+
+
+def digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+def login_ids(page, demo, method: str) -> None:
+    page.goto(f"{demo.portal_url}connexion?methode={method}&autre=1")
+    page.fill("#identifiant", demo.credentials.subscription)
+    page.fill("#utilisateur", demo.credentials.user)
+    page.click(f"#form-{method} button[type=submit]")
+
+
+def logout(page) -> None:
+    page.click("header form button")
+    page.wait_for_url(re.compile(r"/connexion"))
+
+
+def test_cap_login_code_login_with_forced_change_and_step_up(demo, page, keypad, screens):
+    creds = demo.credentials
+    page.goto(demo.portal_url)
+    page.wait_for_url(re.compile(r"/connexion"))
+    assert "Accès à l'Espace Client Internet" in page.inner_text("h1")
+    page.frame_locator("iframe.device").locator("#lines").wait_for(state="attached")
+    screens.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(screens / "portal-login.png"), full_page=True)
+    assert (screens / "portal-login.png").stat().st_size > 10_000
+
+    # 1. lecteur CAP: the page gives the challenge, the person computes the code on the device
+    login_ids(page, demo, "cap")
+    challenge = digits(page.inner_text("#cap-challenge"))
+    assert len(challenge) == 8
+    page.fill("#cap_code", cap_code(keypad, creds.card_pin, respond=challenge))
+    page.click("#form-cap-code button[type=submit]")
+    page.wait_for_url(re.compile(r"/espace$"))
+    assert "authentification forte" in page.inner_text("main")
+    logout(page)
+
+    # 2. code confidentiel: first code login forces the change; the policy is explained
+    page.click("#tab-code")
+    page.fill("#identifiant", creds.subscription)
+    page.fill("#utilisateur", creds.user)
+    page.fill("#code", creds.code)
+    page.click("#form-code button[type=submit]")
+    page.wait_for_url(re.compile(r"/code/changer$"))
+    for field, value in (("#actuel", creds.code), ("#nouveau", "12345678"),
+                         ("#confirmation", "12345678")):
+        page.fill(field, value)
+    page.click("#form-change button[type=submit]")
+    assert "trop simple" in page.inner_text(".error")
+    for field, value in (("#actuel", creds.code), ("#nouveau", NEW_CODE),
+                         ("#confirmation", NEW_CODE)):
+        page.fill(field, value)
+    page.click("#form-change button[type=submit]")
+    page.wait_for_url(re.compile(r"/espace$"))
+    assert "authentification simple" in page.inner_text("main")
+
+    # 3. a sensitive operation from the code session: SEPA instant transfer, step-up by CAP Sign
+    page.click("#op-virement-instantane")
+    page.click("#form-op button[type=submit]")
+    page.wait_for_url(re.compile(r"/virement-instantane/validation"))
+    text = page.inner_text("main")
+    assert "Authentification renforcée" in text and "125,00 EUR" in text
+    page.screenshot(path=str(screens / "portal-step-up.png"), full_page=True)
+    control = digits(page.inner_text("#stepup-control"))
+    amount = int(digits(page.inner_text("#stepup-amount")))
+    assert amount == 12500
+    page.fill("#cap_code", cap_code(keypad, creds.card_pin, sign=(control + IBAN_DIGITS, amount)))
+    page.click("#form-stepup-cap button[type=submit]")
+    page.wait_for_url(re.compile(r"/virement-instantane/effectuee$"))
+    assert "Opération effectuée" in page.inner_text("h1")
+    assert "125,00 EUR" in page.inner_text("#op-done")
+
+
+def sign_on_device(page, keypad: Keypad, pin: str, shows: str) -> None:
+    """The person at the key: reads what is signed, confirms with OK, types the PIN."""
+    try:
+        keypad.wait_for(shows)
+    except DemoError as exc:
+        raise AssertionError(f"{exc}; the page says: {page.inner_text('#signer .status')!r}") from exc
+    keypad.press("D")
+    keypad.wait_for("Code PIN")
+    keypad.press(pin + "D")
+
+
+def test_certificate_login_through_the_agent_and_step_up(demo, page, keypad):
+    creds = demo.credentials
+    if creds.cert_pin is None:
+        pytest.fail("the simulated device has no certificate key (firmware apps.key)")
+    login_ids(page, demo, "certificat")
+    assert "Branchez votre Certificat sur votre ordinateur" in page.inner_text("#signer")
+    page.click("#signer [data-action=list]")
+    page.wait_for_selector("#signer .certs input[type=radio]")
+    assert f"{creds.subscription} {creds.user}" in page.inner_text("#signer .certs")
+    page.click("#signer [data-action=sign]")
+    sign_on_device(page, keypad, creds.cert_pin, "Connexion")
+    page.wait_for_url(re.compile(r"/espace$"))
+    assert "certificat numérique" in page.inner_text("main")
+
+    # a sensitive operation (chequebook order, R8), confirmed with the certificate
+    page.click("#op-chequiers")
+    page.click("#form-op button[type=submit]")
+    page.wait_for_url(re.compile(r"/chequiers/validation"))
+    page.click("#tab-certificat")
+    page.click("#signer [data-action=list]")
+    page.wait_for_selector("#signer .certs input[type=radio]")
+    page.click("#signer [data-action=sign]")
+    sign_on_device(page, keypad, creds.cert_pin, "chéquier")
+    page.wait_for_url(re.compile(r"/chequiers/effectuee$"))
+    assert "Opération effectuée" in page.inner_text("h1")

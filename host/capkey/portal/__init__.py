@@ -1,0 +1,7 @@
+"""The demo web portal: the bank's "Accès à l'Espace Client Internet" on `capkey.rules.AuthService`
+(login by CAP reader, confidential code or certificate; Espace Client; step-up for the sensitive
+operations), and `capkey demo`'s orchestration (`capkey.portal.demo.run_demo`)."""
+
+from .app import OPERATIONS, Portal, PortalConfig, create_app
+
+__all__ = ["OPERATIONS", "Portal", "PortalConfig", "create_app"]
