@@ -270,7 +270,8 @@ def sims_dir() -> Path:
     return Path.home() / ".cache" / "capkey" / "sims"
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists (a simulator's registry entry may outlive it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -304,7 +305,7 @@ def _sim_candidates(directory: Path) -> list[DeviceCandidate]:
             url, pid = str(entry["url"]), int(entry["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if _alive(pid):
+        if pid_alive(pid):
             storage = str(entry.get("storage", ""))
             found.append(DeviceCandidate(url, "sim", f"simulator pid {pid} ({storage})", "",
                                          {"pid": pid, "storage": storage}))

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from ._tools.build_mpy import sim_tree, stage_sim
+from .device import pid_alive, sims_dir
 
 logger = logging.getLogger(__name__)
 
@@ -68,25 +69,10 @@ class SimulatorError(Exception):
     """The simulator could not be started, or stopped unexpectedly."""
 
 
-def registry_dir() -> Path:
-    """Where running simulators announce themselves, one ``<port>.json`` each."""
-    return Path.home() / ".cache" / "capkey" / "sims"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_simulators() -> list[dict]:
     """Entries of the registry whose process is alive ({"url","pid","storage","board_profile"})."""
     out = []
-    folder = registry_dir()
+    folder = sims_dir()
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob("*.json")):
@@ -95,7 +81,7 @@ def running_simulators() -> list[dict]:
             pid = int(entry["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if _pid_alive(pid):
+        if pid_alive(pid):
             out.append(entry)
     return out
 
@@ -198,7 +184,7 @@ class Simulator:
 
     @property
     def registry_file(self) -> Path:
-        return registry_dir() / f"{self.port}.json"
+        return sims_dir() / f"{self.port}.json"
 
     # -- life cycle ------------------------------------------------------------------------
 

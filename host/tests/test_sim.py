@@ -11,14 +11,13 @@ import time
 
 import pytest
 
-from capkey.device import Device, scan_devices
+from capkey.device import Device, scan_devices, sims_dir
 from capkey.errors import LinkError
 from capkey.sim import (
     PROFILES,
     REBOOT_EXIT,
     Simulator,
     SimulatorError,
-    registry_dir,
     running_simulators,
 )
 from capkey.transport import Transport
@@ -76,10 +75,10 @@ def test_start_registry_stop(sims, tmp_path, home):
     assert s.running and _alive(s.pid)
     assert s.url == f"socket://127.0.0.1:{s.port}"
     assert f"capkey-sim listening on 127.0.0.1:{s.port}" in s.console
-    entry = json.loads((registry_dir() / f"{s.port}.json").read_text())
+    entry = json.loads((sims_dir() / f"{s.port}.json").read_text())
     assert entry == {"url": s.url, "pid": s.pid, "storage": str(tmp_path / "flash"),
                      "board_profile": "rpi_pico"}
-    assert registry_dir() == home / ".cache" / "capkey" / "sims"
+    assert sims_dir() == home / ".cache" / "capkey" / "sims"
     assert running_simulators() == [entry]
     assert [c.url for c in scan_devices(usb=False)] == [s.url]  # capkey devices sees it
     with _device(s.url) as dev:
@@ -89,7 +88,7 @@ def test_start_registry_stop(sims, tmp_path, home):
     pid = s.pid
     s.stop()
     assert not s.running and s.exited and not _alive(pid)
-    assert not (registry_dir() / f"{s.port}.json").exists()
+    assert not (sims_dir() / f"{s.port}.json").exists()
     assert running_simulators() == []
     with pytest.raises(LinkError):
         Transport.open(s.url)
