@@ -310,6 +310,9 @@ def test_logout(portal):
     r = logout(client)
     assert "Vous êtes déconnecté" in text(r.text)
     assert str(client.get("/espace").url).endswith("/connexion")
+    # the bank's session ended with the page's, not at the inactivity limit
+    with world.service.store.transaction() as tx:
+        assert any(row[7] == "logout" for row in tx.audit_rows())
 
 
 # -- sensitive operations and step-up ---------------------------------------------------------

@@ -235,6 +235,13 @@ def test_R13_inactivity_expires_session(world):
     assert world.service.authorize("no-such-session-id-xyz", "VIEW") is Outcome.SESSION_EXPIRED
 
 
+def test_R13_logout_ends_the_session_at_once(world):
+    s = world.cap_login("U1").session
+    assert world.service.logout(s) is Outcome.OK
+    assert world.service.authorize(s, "VIEW") is Outcome.SESSION_EXPIRED
+    assert world.service.logout(s) is Outcome.SESSION_EXPIRED
+
+
 def test_R14_must_change_allows_only_change_code(world):
     assert world.cap_login("U1").outcome is Outcome.OK
     first = world.code_login("U1")

@@ -731,6 +731,8 @@ def create_app(service: AuthService, config: PortalConfig, *,
         form = await form_of(request, web)
         if form is None:
             return forbidden(web)
+        if web.auth is not None:  # the bank's session ends now, not at the inactivity limit
+            await call(service.logout, web.auth)
         return expire(web, "Vous êtes déconnecté.")
 
     # -- authenticated pages -------------------------------------------------------------------

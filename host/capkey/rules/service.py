@@ -415,6 +415,20 @@ class AuthService:
     def _operation_ok(self, operation: object) -> bool:
         return isinstance(operation, str) and bool(_OPERATION.match(operation))
 
+    def logout(self, session: Session | str, *, now: datetime | None = None) -> Outcome:
+        """Ends the session at once (the person logged out): OK, audited; SESSION_EXPIRED if it
+        had already ended. Its step-up grants die with it (they are bound to the session)."""
+        t = self._now(now)
+        with self.store.transaction() as tx:
+            opened = self._open_session(tx, session, t)
+            if isinstance(opened, Outcome):
+                return opened
+            row, _user, subject = opened
+            tx.session_end(row.id)
+            tx.audit(at=t, actor=subject, subject=subject, method="SESSION",
+                     result=Outcome.OK.value, reason="logout")
+            return Outcome.OK
+
     def authorize(self, session: Session | str, operation: str | Operation, *,
                   transaction: Transaction | None = None, operation_id: str | None = None,
                   now: datetime | None = None) -> Outcome:
