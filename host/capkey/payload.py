@@ -13,6 +13,7 @@ to docs/vectors/payloads.json.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum, unique
@@ -262,14 +263,16 @@ def _plural(count: int, singular: str, plural: str) -> str:
 # Payload field sets
 
 
-class _Fields:
+class _Fields(ABC):
+    """One payload type's fields: encoded after the version and type bytes."""
+
     TYPE: PayloadType
 
-    def _encode_body(self) -> bytes:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _encode_body(self) -> bytes: ...
 
-    def display_lines(self) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def display_lines(self) -> list[str]: ...
 
     def to_bytes(self) -> SignedPayload:
         data = bytes((VERSION, self.TYPE)) + self._encode_body()

@@ -30,6 +30,7 @@ from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -254,7 +255,7 @@ class TrustConfig:
         try:
             cert = x509.load_der_x509_certificate(der)
             key = cert.public_key()
-        except (ValueError, TypeError, NotImplementedError):
+        except (ValueError, TypeError, UnsupportedAlgorithm):  # not a certificate, unknown key type
             return Reason.MALFORMED_INPUT
         # Algorithm: the leaf key and the CA's signature on it.
         if not (
