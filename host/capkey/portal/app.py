@@ -40,7 +40,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -525,6 +525,20 @@ def create_app(service: AuthService, config: PortalConfig, *,
     def redirect(web: WebSession, url: str) -> Response:
         return set_cookie(RedirectResponse(url, status_code=303), web)
 
+    def posted(handler: Callable[[Request, WebSession, dict[str, str]], Awaitable[Response]]
+               ) -> Callable[[Request], Awaitable[Response]]:
+        """A POST route: the handler gets the caller's record and form; a malformed form or a
+        wrong CSRF token gets 403 before it runs."""
+
+        async def route(request: Request) -> Response:
+            web = session_of(request)
+            form = await form_of(request, web)
+            if form is None:
+                return forbidden(web)
+            return await handler(request, web, form)
+
+        return route
+
     async def form_of(request: Request, web: WebSession) -> dict[str, str] | None:
         """The urlencoded form of a POST, or None if it is malformed or its CSRF token is wrong."""
         if request.headers.get("content-type", "").split(";")[0].strip() != (
@@ -659,11 +673,10 @@ def create_app(service: AuthService, config: PortalConfig, *,
             return fail(web, "cap", SCA_NEEDED)
         return fail(web, method)  # AUTH_FAILED, INVALID_REQUEST, anything else: one message
 
-    async def login_challenge(request: Request) -> Response:
-        web = session_of(request)
-        form = await form_of(request, web)
+    @posted
+    async def login_challenge(request: Request, web: WebSession, form: dict[str, str]) -> Response:
         method = request.query_params.get("methode", "")
-        if form is None or method not in ("cap", "certificat"):
+        if method not in ("cap", "certificat"):
             return forbidden(web)
         if method == "certificat" and config.agent_url is None:
             return forbidden(web)
@@ -684,11 +697,8 @@ def create_app(service: AuthService, config: PortalConfig, *,
         web.login = pending
         return redirect(web, f"/connexion?methode={method}")
 
-    async def login_cap(request: Request) -> Response:
-        web = session_of(request)
-        form = await form_of(request, web)
-        if form is None:
-            return forbidden(web)
+    @posted
+    async def login_cap(request: Request, web: WebSession, form: dict[str, str]) -> Response:
         pending, web.login = web.login, None
         if pending is None or pending.method != "cap":
             return fail(web, "cap", "Le code défi a expiré : recommencez.")
@@ -698,21 +708,15 @@ def create_app(service: AuthService, config: PortalConfig, *,
             challenge_id=pending.challenge.id))
         return await login_outcome(web, "cap", result)
 
-    async def login_code(request: Request) -> Response:
-        web = session_of(request)
-        form = await form_of(request, web)
-        if form is None:
-            return forbidden(web)
+    @posted
+    async def login_code(request: Request, web: WebSession, form: dict[str, str]) -> Response:
         sub, user = form.get("identifiant", "").strip(), form.get("utilisateur", "").strip()
         web.form = {"identifiant": sub, "utilisateur": user}
         result = await call(service.login, LoginRequest(sub, user, code=form.get("code", "")))
         return await login_outcome(web, "code", result)
 
-    async def login_cert(request: Request) -> Response:
-        web = session_of(request)
-        form = await form_of(request, web)
-        if form is None:
-            return forbidden(web)
+    @posted
+    async def login_cert(request: Request, web: WebSession, form: dict[str, str]) -> Response:
         pending, web.login = web.login, None
         if pending is None or pending.method != "certificat":
             return fail(web, "certificat", "Le défi a expiré : recommencez.")
@@ -726,11 +730,8 @@ def create_app(service: AuthService, config: PortalConfig, *,
             challenge_id=pending.challenge.id, client_claims={"middleware": "capkey-agent"}))
         return await login_outcome(web, "certificat", result)
 
-    async def logout(request: Request) -> Response:
-        web = session_of(request)
-        form = await form_of(request, web)
-        if form is None:
-            return forbidden(web)
+    @posted
+    async def logout(request: Request, web: WebSession, form: dict[str, str]) -> Response:
         if web.auth is not None:  # the bank's session ends now, not at the inactivity limit
             await call(service.logout, web.auth)
         return expire(web, "Vous êtes déconnecté.")
