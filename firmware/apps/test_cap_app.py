@@ -6,8 +6,9 @@ import asyncio
 # after, compiling the sources again every time in a heap the earlier compilations fragmented.
 # The simulator and the boards run .mpy files; firmware/test_ondemand.py tests the dropping.
 import flows.cap  # noqa: F401
-from applets.test_fakes import RamStore, load_vectors
+from applets.test_fakes import load_vectors
 from apps import cap as app_cap
+from apps.test_support import Ctx, Req
 from link import LinkError
 from link.codes import (
     ERR_ALREADY_PERSONALISED,
@@ -18,36 +19,7 @@ from link.codes import (
     ERR_PIN_INVALID,
     KA_WAITING_FOR_USER,
 )
-from ui.core import Ui
-from ui.test_fakeboard import FakeBoard, settle, text, until
-
-
-class FakeLink:
-    def __init__(self):
-        self.handlers = {}
-
-    def register(self, cmd, handler):
-        self.handlers[cmd] = handler
-
-
-class Ctx:
-    def __init__(self):
-        self.board = FakeBoard()
-        self.store = RamStore()
-        self.ui = Ui(self.board, version="test")
-        self.ui.NOTICE_MS = 50
-        self.link = FakeLink()
-
-
-class Req:
-    def __init__(self, payload=b""):
-        self._buf = bytearray(payload)
-        self.payload = memoryview(self._buf)
-        self.statuses = []
-
-    async def keepalive(self, status=1):
-        self.statuses.append(status)
-        await asyncio.sleep_ms(0)
+from ui.test_fakeboard import settle, text, until
 
 
 async def _start():

@@ -3,16 +3,15 @@
 # the simulator through the real link.
 import asyncio
 import hashlib
-import os
 
 # Loaded here, so resident for the whole test: the app would load it on each use and drop it
 # after, compiling the sources again every time in a heap the earlier compilations fragmented.
 # The simulator and the boards run .mpy files; firmware/test_ondemand.py tests the dropping.
 import flows.key  # noqa: F401
-from applets.test_fakes import RamStore
 from applets.test_key_fixtures import cert as _cert
 from applets.test_key_fixtures import payload as _payload
 from apps import key as app_key
+from apps.test_support import Ctx, Req
 from crypto import p256
 from crypto import p256_verify as p256v
 from link import LinkError
@@ -27,43 +26,9 @@ from link.codes import (
     KA_PROCESSING,
     KA_WAITING_FOR_USER,
 )
-from ui.core import Ui
-from ui.test_fakeboard import FakeBoard, settle, text, until
+from ui.test_fakeboard import settle, text, until
 
 PIN = "123456"
-
-
-class Board(FakeBoard):
-    def random(self, n):
-        return os.urandom(n)
-
-
-class FakeLink:
-    def __init__(self):
-        self.handlers = {}
-
-    def register(self, cmd, handler):
-        self.handlers[cmd] = handler
-
-
-class Ctx:
-    def __init__(self):
-        self.board = Board()
-        self.store = RamStore()
-        self.ui = Ui(self.board, version="0.1.0")
-        self.ui.NOTICE_MS = 50
-        self.link = FakeLink()
-
-
-class Req:
-    def __init__(self, payload=b""):
-        self._buf = bytearray(payload)
-        self.payload = memoryview(self._buf)
-        self.statuses = []
-
-    async def keepalive(self, status=1):
-        self.statuses.append(status)
-        await asyncio.sleep_ms(0)
 
 
 async def _start():
