@@ -11,12 +11,12 @@ PORT    ?= /dev/ttyACM0
 PG_DSN  := postgresql://capkey:capkey@127.0.0.1:5432/capkey
 APT_PKGS := pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig postgresql chromium
 
-.PHONY: demo test bench hil deploy lint mpy venv system postgres clean
+.PHONY: demo test bench hil deploy lint mpy catalog venv system postgres clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml host/dev/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,postgres,pcsc]'
+	$(BIN)/pip install -q -e '.[dev,postgres,pcsc]' -e host/dev
 	touch $@
 
 venv: $(STAMP)
@@ -46,14 +46,20 @@ postgres: system
 
 lint: venv
 	$(BIN)/ruff check firmware boards host hil_tests conftest.py
-	$(BIN)/python -m capkey._tools.typecheck_boards
+	$(BIN)/lint-imports --config host/importlinter.ini
+	$(BIN)/python -m capkey_dev.catalog --check
+	$(BIN)/python -m capkey_dev.typecheck_boards
+
+# The firmware's copy of the host catalogues (boards, CAP profiles, operations): firmware/catalog.py.
+catalog: venv
+	$(BIN)/python -m capkey_dev.catalog
 
 # Cross-compile every firmware and board file for the three target architectures.
 mpy: venv
-	$(BIN)/python -m capkey._tools.build_mpy --check
+	$(BIN)/python -m capkey_dev.build --check
 
 bench: system venv postgres
-	CAPKEY_PG_DSN="$${CAPKEY_PG_DSN:-$(PG_DSN)}" $(BIN)/python -m capkey.bench
+	CAPKEY_PG_DSN="$${CAPKEY_PG_DSN:-$(PG_DSN)}" $(BIN)/python -m capkey_dev.bench
 
 hil: system venv
 	$(BIN)/pytest -q hil_tests $(if $(DEVICE),--device $(DEVICE))

@@ -8,5 +8,6 @@ include("applets/manifest.py")
 include("reader/manifest.py")
 include("flows/manifest.py")
 module("ondemand.py", opt=3)
+module("catalog.py", opt=3)  # generated from the host catalogues (make catalog)
 package("apps", files=("cap.py", "key.py"), base_path=".", opt=3)
 module("main.py")  # runs at boot

@@ -8,8 +8,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from capkey.issuer.cap import TEST_IMK_LABEL, SoftwareIssuerBackend, personalisation_data
-from capkey.verifier.cap import MC_CAP_CVN16, VISA_DPA_CVN10, CapCard, CapProfile
+from capkey.emv.issuer import TEST_IMK_LABEL, SoftwareIssuerBackend, personalisation_data
+from capkey.emv.profiles import MC_CAP_CVN16, VISA_DPA_CVN10, CapProfile
+from capkey.emv.verifier import CapCard
 
 CARD_STATUS = 0x20
 PERSONALISE = 0x21

@@ -6,7 +6,7 @@
 
 Fixtures:
     device_url  the URL under test (session)
-    device      a capkey.device.Device connected to it (one per test)
+    device      a capkey.link.device.Device connected to it (one per test)
     operator    press(keys) / screen_lines() / wait_for_text(text, timeout): the keypad and the
                 screen, through PRESS/SCREEN on a second connection (simulator), or a person
                 prompted on the terminal (real board: SCREEN still reads the display)
@@ -26,13 +26,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from capkey_dev.sim import Simulator
 
-from capkey.device import Device
-from capkey.errors import LinkError, ProtocolError
-from capkey.sim import Simulator
-from capkey.transport import Transport
+from capkey.catalog.boards import BOARDS, SIMULATOR
+from capkey.link.device import Device
+from capkey.link.errors import LinkError, ProtocolError
+from capkey.link.transport import Transport
 
-CAPKEY_BOARDS = ("sim", "rpi_pico", "rpi_pico2", "esp32s3")
+CAPKEY_BOARDS = (SIMULATOR, *BOARDS)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from capkey.attestation import Attestation
+from capkey.cert.attestation import Attestation
 
 STATUS = 0x40
 GENERATE = 0x41
@@ -193,7 +193,7 @@ def delete(device, operator, slot: int, pin: str = PIN) -> None:
 
 
 class HilCA:
-    """A throw-away CA for these tests (the bank CA is capkey.issuer.ca; its own HIL tests use it)."""
+    """A throw-away CA for these tests (the bank CA is capkey.cert.ca; its own HIL tests use it)."""
 
     def __init__(self):
         self.key = ec.generate_private_key(ec.SECP256R1())

@@ -1,5 +1,5 @@
 """CAP reader end to end through the keypad, the screen and the link: every mode on both
-profiles, verified by the bank's verifier (capkey.verifier.cap); replay refused; connected mode;
+profiles, verified by the bank's verifier (capkey.emv.verifier); replay refused; connected mode;
 3 wrong PINs block the card and the device says so; the PC/SC gate."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from cap_support import (
     type_pin,
 )
 
-from capkey.errors import LinkError, PinBlocked, PinInvalid, ProtocolError
-from capkey.verifier.cap import InvalidCode, Mode, verify_cap
+from capkey.emv.verifier import InvalidCode, Mode, verify_cap
+from capkey.link.errors import LinkError, PinBlocked, PinInvalid, ProtocolError
 
 pytestmark = pytest.mark.destructive
 

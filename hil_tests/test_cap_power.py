@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from cap_support import backend, home, personalise, read_code, status, type_pin
 
-from capkey.verifier.cap import Mode, verify_cap
+from capkey.emv.verifier import Mode, verify_cap
 
 pytestmark = [pytest.mark.sim_only, pytest.mark.slow]
 

@@ -15,18 +15,18 @@ import pytest
 from cap_support import InThread
 from cryptography.hazmat.primitives import serialization
 
-from capkey import payload as P
-from capkey.errors import LinkError, PinInvalid, ProtocolError
-from capkey.issuer.ca import CertificateAuthority
-from capkey.key import Cmd, KeyClient, KeyState, enrol
-from capkey.screen import to_png
-from capkey.verifier.signature import (
+from capkey.cert import payload as P
+from capkey.cert.ca import CertificateAuthority
+from capkey.cert.verifier import (
     ExpectedPayload,
     InvalidSignature,
     Reason,
     certificate_fingerprint,
     verify_signature,
 )
+from capkey.link.errors import LinkError, PinInvalid, ProtocolError
+from capkey.link.key import Cmd, KeyClient, KeyState, enrol
+from capkey.link.screen import to_png
 
 pytestmark = pytest.mark.sim_only  # a fresh simulator of its own (new_sim)
 

@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from capkey.portal.demo import Demo, DemoError, Keypad
+from capkey_dev.demo import Demo, DemoError, Keypad
 
 pytestmark = [pytest.mark.browser, pytest.mark.sim_only, pytest.mark.slow]
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import serial
+from capkey_dev.sim import PROFILES
 
-from capkey.device import CMD_PING
-from capkey.errors import LinkError
-from capkey.sim import PROFILES
-from capkey.transport import MAX_PAYLOAD, Frame, Kind, Transport, encode, header
+from capkey.link.device import CMD_PING
+from capkey.link.errors import LinkError
+from capkey.link.transport import MAX_PAYLOAD, Frame, Kind, Transport, encode, header
 
 HOME = "Choisir la fonction"
 APPS_DIR = Path(__file__).resolve().parents[1] / "firmware" / "apps"

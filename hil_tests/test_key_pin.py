@@ -24,7 +24,7 @@ from key_support import (
     verify,
 )
 
-from capkey.errors import LinkError, PinBlocked, PinInvalid, ProtocolError
+from capkey.link.errors import LinkError, PinBlocked, PinInvalid, ProtocolError
 
 pytestmark = [pytest.mark.sim_only, pytest.mark.destructive]
 

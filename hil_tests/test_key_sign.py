@@ -23,7 +23,7 @@ from key_support import (
     verify,
 )
 
-from capkey.errors import LinkError, ProtocolError
+from capkey.link.errors import LinkError, ProtocolError
 
 pytestmark = [pytest.mark.sim_only, pytest.mark.destructive]
 

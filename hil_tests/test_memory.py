@@ -27,7 +27,7 @@ def heap(device, reset: bool = False) -> Heap:
 
 
 def test_heap_command_rejects_a_bad_payload(device):
-    from capkey.errors import ProtocolError
+    from capkey.link.errors import ProtocolError
 
     for bad in (b"\x02", b"\x01\x00"):
         with pytest.raises(ProtocolError):

@@ -6,7 +6,7 @@
 #   host        one TCP connection on 127.0.0.1:PORT = one host session
 #   storage     a folder; the serial number made at first boot lives in it, so it is stable
 #               for the folder and a fresh folder is a fresh device
-#   reboot()    exits with REBOOT_EXIT; the host launcher (capkey.sim) starts it again
+#   reboot()    exits with REBOOT_EXIT; the host launcher (capkey_dev.sim) starts it again
 #   launcher    CAPKEY_SIM_PARENT=pid: the simulator exits when that process is gone
 #
 # Crash injection ("pulling the USB plug"): with CAPKEY_CRASH_AT=N in the environment, the Nth
@@ -15,7 +15,7 @@
 # The unix port has no os._exit and this build no ffi, so the kill goes through the shell:
 # os.system("kill -KILL $PPID"), where $PPID of the shell is this process.
 #
-# Heap figures (CAPKEY_HEAP_STATS=1, capkey.sim's heap_stats=True, for benchmarks): the garbage
+# Heap figures (CAPKEY_HEAP_STATS=1, capkey_dev.sim's heap_stats=True, for benchmarks): the garbage
 # collector runs after every HEAP_STATS_THRESHOLD bytes allocated, and the heap in use is noted
 # (firmware/ondemand.py note(), read with the HEAP link command) at every screen update and every
 # store write point, besides the loads and releases of on-demand modules. gc.mem_alloc() then
@@ -27,17 +27,14 @@ import os
 import sys
 
 import framebuf
+from catalog import BOARD_HEAP  # the launcher passes the same heap to micropython -X heapsize
 
-REBOOT_EXIT = 75  # host/capkey/sim.py restarts the simulator when it exits with this code
+REBOOT_EXIT = 75  # host/dev/capkey_dev/sim.py restarts the simulator when it exits with this code
 KEYS = "0123456789ABCD*#"
 _SERIAL_FILE = ".sim-serial"
 _PARENT_POLL_MS = 1000  # a leading dot keeps it out of the store's record names
 
 HEAP_STATS_THRESHOLD = 2048
-
-# Heap of the board each profile stands for (bytes); host/capkey/sim.py passes the same figure
-# to `micropython -X heapsize=`.
-PROFILE_HEAP = {"rpi_pico": 190 * 1024, "rpi_pico2": 460 * 1024, "esp32s3": 256 * 1024}
 
 
 class SimDisplay(framebuf.FrameBuffer):
@@ -139,7 +136,7 @@ class SimBoard:
     def __init__(self, port, storage, profile="rpi_pico"):
         from ui.keyqueue import KeyQueue
 
-        if profile not in PROFILE_HEAP:
+        if profile not in BOARD_HEAP:  # the boards a simulator can stand for
             raise ValueError("unknown board profile " + profile)
         self.profile = profile
         self.port = port
@@ -230,7 +227,7 @@ class SimBoard:
 
 
     async def _watch_parent(self, pid):
-        # The launcher (capkey.sim) names itself in CAPKEY_SIM_PARENT: when it dies without
+        # The launcher (capkey_dev.sim) names itself in CAPKEY_SIM_PARENT: when it dies without
         # stopping us (SIGKILL, a crashed test run), we go too instead of holding the port.
         path = "/proc/" + pid
         while _exists(path):

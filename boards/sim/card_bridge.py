@@ -1,5 +1,5 @@
 # The firmware's soft EMV card (applets/emv_card.py) on stdin/stdout, for the host's PC/SC bridge
-# (host/capkey/pcsc.py) and tests: the card that answers is the firmware's, not a re-implementation.
+# (host/capkey/link/pcsc.py) and tests: the card that answers is the firmware's, not a re-implementation.
 #
 # usage: micropython card_bridge.py ROOT STORAGE                  serve frames on stdin/stdout
 #        micropython card_bridge.py ROOT STORAGE personalise      personalise a factory card with the

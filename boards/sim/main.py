@@ -3,7 +3,7 @@
 #               [--board-profile rpi_pico|rpi_pico2|esp32s3]
 # Puts boards/sim, boards and firmware on sys.path as on a device, builds the board, then runs
 # the firmware's main(board). The board prints "capkey-sim listening on 127.0.0.1:P" once the
-# host port is open; host/capkey/sim.py waits for that line.
+# host port is open; host/dev/capkey_dev/sim.py waits for that line.
 import os
 import sys
 

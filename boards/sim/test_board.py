@@ -4,6 +4,7 @@ import os
 
 import board
 import framebuf
+from catalog import BOARD_HEAP
 
 
 def _tmp():
@@ -75,7 +76,7 @@ def test_profile_heap_and_contract_attributes():
         if b.name != "sim" or b.profile != "rpi_pico":
             raise AssertionError()
         # runs under -X heapsize=190k (root conftest.py): the board reports that heap
-        if not 150 * 1024 < b.heap_total <= board.PROFILE_HEAP["rpi_pico"]:
+        if not 150 * 1024 < b.heap_total <= BOARD_HEAP["rpi_pico"]:
             raise AssertionError(b.heap_total)
         if len(b.random(32)) != 32 or b.random(16) == b.random(16):
             raise AssertionError("random")

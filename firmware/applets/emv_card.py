@@ -2,8 +2,9 @@
 #
 # It answers what a CAP reader (or a PC/SC CAP tool) sends: SELECT of the PSE and of the CAP AIDs,
 # GET PROCESSING OPTIONS, READ RECORD, GET DATA (9F17, 9F36, 9F13), VERIFY (plaintext PIN, ISO 9564
-# format 2), GENERATE AC (ARQC or AAC, then the closing AAC). Two profiles (docs/cap.md, "Firmware
-# card and reader"):
+# format 2), GENERATE AC (ARQC or AAC, then the closing AAC). The profiles' constants (AID, label,
+# CDOL1, IAF, IPB) come from catalog.py, generated from the host's profile catalogue; the two
+# cryptogram families are code here (docs/cap.md, "Firmware card and reader"):
 #
 #   1 "visa-dpa-cvn10": Visa DPA, VIS CVN 10: AC = retail MAC under the UDK, padding method 1,
 #     MAC input = minimum set || AIP || ATC || CVR (4, with its length byte); GPO/GAC format 1.
@@ -27,20 +28,16 @@
 # loaded only while the record is sealed or opened (ondemand.py), at personalisation and at the
 # first VERIFY or GENERATE AC, never for STATUS or SELECT; a MemoryError there propagates.
 import os
-from binascii import unhexlify
 
 import ondemand
 from applets import tlv
+from catalog import CAP_PROFILES
 from crypto import ct, des
 from crypto.mac import PAD1, PAD2, mac_alg3
 from micropython import const
 
 CARD_RECORD = "cap_card"
 STATE_RECORD = "cap_state"
-
-PROFILE_VISA = const(1)
-PROFILE_MC = const(2)
-PROFILE_NAMES = {1: "visa-dpa-cvn10", 2: "mc-cap-cvn16"}
 
 ATR = b"\x3b\x06capkey"  # direct convention, T=0 implied, historical bytes "capkey"
 
@@ -49,22 +46,10 @@ _AIP = b"\x10\x00"
 _AFL = b"\x08\x01\x01\x00"  # SFI 1, record 1 to 1, no offline-authentication record
 _CVM_LIST = b"\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00"  # X, Y = 0; plaintext PIN by ICC, always
 _MIN_SET = (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)  # MAC input order
-_CDOL_VISA = unhexlify("9F02069F03069F1A0295055F2A029A039C019F3704")
-_CDOL_MC = _CDOL_VISA + unhexlify("9F35019F45029F4C089F3403")
 _ARC = const(0x8A)
 _Z3 = b"Z3"
-
-# (aid, label, response format, CDOL1, IAF, IPB) per profile; CDOL2 = 8A 02 || CDOL1
-_PROFILES = {
-    PROFILE_VISA: (
-        unhexlify("A0000000038002"), b"VisaRemAuthen", 1, _CDOL_VISA, 0xA0,
-        unhexlify("8000FF000000000001FFFF00000000000000"),
-    ),
-    PROFILE_MC: (
-        unhexlify("A0000000048002"), b"SecureCode Aut", 2, _CDOL_MC, 0xC0,
-        unhexlify("0700007FFFFF000000000000") + bytes(18),
-    ),
-}
+_CVN_VISA_10 = const(10)  # VIS CVN 10: retail MAC under the UDK, CVR of 4; else M/Chip CVN 16
+PROFILE_NAMES = {i: p[0] for i, p in CAP_PROFILES.items()}
 
 # status words
 SW_OK = const(0x9000)
@@ -188,7 +173,7 @@ def _check(f, secrets=True):
     for tag, n in ((0xDF01, 1), (0x5F34, 1), (0xDF02, 16), (0xDF03, 8), (0xDF04, 1)):
         if (secrets or tag not in (0xDF02, 0xDF03)) and len(f.get(tag, b"")) != n:
             raise ValueError("missing or bad field")
-    if f[0xDF01][0] not in _PROFILES:
+    if f[0xDF01][0] not in CAP_PROFILES:
         raise ValueError("profile")
     pan = f.get(0x5A, b"")
     if not 1 <= len(pan) <= 10 or not 12 <= _pan_digits_ok(pan) <= 19:
@@ -247,8 +232,8 @@ class EmvCard:
         self.pan = f[0x5A]
         self.psn = f[0x5F34][0]
         self.try_limit = f[0xDF04][0]
-        p = _PROFILES[self.profile_id]
-        self.aid, self.label, self._fmt, self._cdol1, self._iaf, self._ipb = p
+        _, self.aid, self.label, self._cvn, self._fmt, self._cdol1, self._iaf, self._ipb, _ = (
+            CAP_PROFILES[self.profile_id])
         self._cdol2 = b"\x8a\x02" + self._cdol1
         self._len1 = tlv.dol_length(self._cdol1)
         self._len2 = self._len1 + 2
@@ -583,7 +568,7 @@ class EmvCard:
         g1 = 0x20 if cid1 == 0x80 else (0x10 if cid1 == 0x40 else 0x00)
         g2 = 0x80 if cid2 < 0 else (0x40 if cid2 == 0x40 else 0x00)
         z3 = cid2 >= 0 and arc == _Z3
-        if self.profile_id == PROFILE_VISA:
+        if self._cvn == _CVN_VISA_10:
             b2 = g2 | g1
             if self._pin_tried:
                 b2 |= 0x04
@@ -637,7 +622,7 @@ class EmvCard:
         pos = self._cvr(m, pos, cid1, cid2, arc)
         cvr = bytes(m[cvr_at:pos])
         ac = bytearray(8)
-        if self.profile_id == PROFILE_VISA:
+        if self._cvn == _CVN_VISA_10:
             mac_alg3(self._udk, memoryview(m)[:pos], PAD1, ac)
             iad = b"\x06\x01\x0a" + cvr
         else:

@@ -7,6 +7,7 @@
 #
 # Held to docs/vectors/payloads.json by test_payload.py (every valid vector's display lines, every
 # invalid vector refused).
+from catalog import PURPOSE_TITLES as _TITLES
 from micropython import const
 
 VERSION = const(1)
@@ -22,7 +23,6 @@ _CHALLENGE = const(32)
 
 # currency -> exponent (minor unit digits)
 _CURRENCIES = {b"EUR": 2, b"CHF": 2, b"GBP": 2, b"USD": 2, b"JPY": 0}
-_TITLES = {1: "Gestion des habilitations", 2: "Gestion des destinataires", 3: "Commande de chéquier"}
 _ID_SET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 _OP_ID_SET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:/"
 _NAME_SET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/-?:().,'+ "

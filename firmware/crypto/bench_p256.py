@@ -3,7 +3,7 @@
 #   .venv/bin/micropython -X heapsize=190k firmware/crypto/bench_p256.py     (simulator)
 #   mpremote run firmware/crypto/bench_p256.py                                (a real board)
 #
-# Prints one "name value" line per figure (capkey.bench collects them):
+# Prints one "name value" line per figure (capkey_dev.bench collects them):
 #   p256_sign_ms          median time of a complete ECDSA sign (RFC 6979 nonce, comb, inverses)
 #   p256_naive_mul_ms     median time of one textbook double-and-add k*G, same interpreter, same run
 #   p256_ratio            naive_mul / sign (target >= 4)

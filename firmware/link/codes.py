@@ -1,5 +1,5 @@
 # Status and error codes of link protocol v1 (docs/protocol.md, "Status codes").
-# The host mirrors them in capkey/errors.py (LinkError.ERR); host/tests/test_link_codes.py keeps
+# The host mirrors them in host/capkey/link/errors.py (LinkError.ERR); host/tests/test_link_codes.py keeps
 # the two lists and the table of docs/protocol.md identical.
 #
 # Apps import what they raise:  from link.codes import ERR_DENIED

@@ -10,6 +10,7 @@
 #
 # T=0 transport: 61xx is followed by GET RESPONSE, 6Cxx by the same command with Le = xx.
 from applets import tlv
+from catalog import CAP_PROFILES
 from crypto.mac import PAD2, mac_alg1
 from micropython import const
 
@@ -22,9 +23,10 @@ MAX_CODE_BITS = const(26)  # 2**26 < 10**8: the code fits 8 decimal digits
 MAX_TDS_FIELDS = const(10)
 MAX_FIELD_DIGITS = const(10)
 
-AID_VISA_DPA = b"\xa0\x00\x00\x00\x03\x80\x02"
-AID_MC_CAP = b"\xa0\x00\x00\x00\x04\x80\x02"
-_KNOWN_AIDS = (AID_VISA_DPA, AID_MC_CAP)  # tried in this order when there is no PSE
+# The CAP applications this reader knows, in the catalogue's order (tried in this order when the
+# card has no PSE), with the transaction date 9A each one's reader family sends.
+_KNOWN_AIDS = tuple(CAP_PROFILES[i][1] for i in sorted(CAP_PROFILES))
+_READER_DATE = {p[1]: p[8] for p in CAP_PROFILES.values()}
 _PSE = b"1PAY.SYS.DDF01"
 
 _TVR = b"\x80\x00\x00\x00\x00"  # offline data authentication not performed
@@ -359,7 +361,7 @@ class CapReader:
         elif mode not in (MODE_IDENTIFY, MODE_RESPOND, MODE_SIGN):
             raise ValueError("mode")
         aid, fci = self._start()
-        date = b"\x01\x01\x01" if aid == AID_VISA_DPA else b"\x00\x00\x00"
+        date = _READER_DATE.get(aid, b"\x00\x00\x00")
         afl = self._gpo(fci)
         recs = self._read_records(afl)
         cdol1 = recs.get(0x8C)

@@ -259,7 +259,7 @@ def test_wrong_pin_then_blocked():
     if any(a[:2] == b"\x00\x20" for a, _ in spy.log):
         raise AssertionError("VERIFY sent to a blocked card")
     info = CapReader(card.process).card_info()
-    if info.tries != 0 or info.aid != cap.AID_VISA_DPA or info.atc != 4:
+    if info.tries != 0 or info.aid != unhexlify("A0000000038002") or info.atc != 4:
         raise AssertionError("card info")
 
 

@@ -1,12 +1,14 @@
 """Test helper: what a CAP card and reader produce, computed the way the card does it (walk the
-CDOL1 data, MAC the minimum set) with capkey.hazmat only — independent of the verifier's own
+CDOL1 data, MAC the minimum set) with capkey.emv.hazmat only — independent of the verifier's own
 shortcuts (its prebuilt minimum-set head, deposit/compare of bits)."""
 
 from __future__ import annotations
 
-from capkey.hazmat import emv, tlv
-from capkey.issuer.cap import TEST_IMK
-from capkey.verifier.cap import CapProfile, Mode
+from capkey.emv import hazmat as emv
+from capkey.emv import tlv
+from capkey.emv.issuer import TEST_IMK
+from capkey.emv.profiles import CapProfile
+from capkey.emv.verifier import Mode
 
 MIN_TAGS = (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)
 

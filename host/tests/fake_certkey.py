@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from capkey.attestation import Attestation
-from capkey.payload import SignedPayload
+from capkey.cert.attestation import Attestation
+from capkey.cert.payload import SignedPayload
 
 
 def raw_signature(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
@@ -72,7 +72,7 @@ class FakeCertKey:
 class FakeKeyLink:
     """TEST DOUBLE of the device's link for the key commands as docs/protocol.md specifies them
     ("Certificate key commands"), on a FakeCertKey: answers `call(cmd, payload, ...)` as
-    capkey.device.Device does. `chosen_slot` is the certificate the person picks on the device;
+    capkey.link.device.Device does. `chosen_slot` is the certificate the person picks on the device;
     `refuse` makes the person press ANNULER."""
 
     def __init__(self, key: FakeCertKey, *, chosen_slot: int = 0):
@@ -83,15 +83,15 @@ class FakeKeyLink:
         self._loading = bytearray()
 
     def info(self):
-        from capkey.device import DeviceInfo
+        from capkey.link.device import DeviceInfo
 
         return DeviceInfo(firmware_version=self.key.firmware, board="sim", serial=self.key.serial)
 
     def call(self, cmd, payload=b"", *, timeout=5.0, cancel=None, on_keepalive=None):
         from cryptography import x509
 
-        from capkey.errors import LinkError, error_for
-        from capkey.key import Cmd
+        from capkey.link.errors import LinkError, error_for
+        from capkey.link.key import Cmd
 
         def fail(code, data=b""):
             raise error_for(code, data)

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from capkey.transport import Decoder, Frame, Kind, encode
+from capkey.link.transport import Decoder, Frame, Kind, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((ROOT / "docs/vectors/link_v1.json").read_text())

@@ -1,4 +1,4 @@
-"""Writes docs/vectors/payloads.json from capkey.payload (deterministic: fixed fields, RFC 6979 signatures).
+"""Writes docs/vectors/payloads.json from capkey.cert.payload (deterministic: fixed fields, RFC 6979 signatures).
 
     .venv/bin/python host/tests/payload_vectors.py docs/vectors/payloads.json
 
@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from capkey import payload as P
+from capkey.cert import payload as P
 
 CH = bytes.fromhex("8f3a5b0c7d21e94f6a0b2c3d4e5f60718293a4b5c6d7e8f90112233445566778")
 CH0 = bytes(32)

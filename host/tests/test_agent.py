@@ -13,12 +13,12 @@ from cryptography.hazmat.primitives import serialization
 from fake_certkey import FakeCertKey, FakeKeyLink
 from starlette.testclient import TestClient
 
-from capkey import payload as P
 from capkey.agent.app import AgentConfig, create_app, parse_origins
-from capkey.errors import ProtocolError
-from capkey.issuer.ca import CertificateAuthority
-from capkey.key import KeyClient, KeyState, enrol
-from capkey.verifier.signature import ExpectedPayload, certificate_fingerprint, verify_signature
+from capkey.cert import payload as P
+from capkey.cert.ca import CertificateAuthority
+from capkey.cert.verifier import ExpectedPayload, certificate_fingerprint, verify_signature
+from capkey.link.errors import ProtocolError
+from capkey.link.key import KeyClient, KeyState, enrol
 
 NOW = dt.datetime(2026, 11, 27, 14, 0, tzinfo=dt.UTC)
 ORIGIN = "https://banque.example"

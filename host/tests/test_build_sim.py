@@ -1,4 +1,4 @@
-"""The simulator's .mpy tree (capkey._tools.build_mpy.stage_sim): the layout of the sources, entry
+"""The simulator's .mpy tree (capkey_dev.build.stage_sim): the layout of the sources, entry
 scripts and data files as they are, modules compiled for the host, rebuilt only when changed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from capkey._tools.build_mpy import MICROPYTHON, stage_sim
+from capkey_dev.build import MICROPYTHON, stage_sim
 
 
 def _root(tmp_path: Path) -> Path:

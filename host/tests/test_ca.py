@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fake_certkey import FakeCertKey, raw_signature
 
-from capkey.attestation import Attestation
-from capkey.issuer.ca import DEFAULT_POLICY_OID, CaError, CertificateAuthority, RevocationReason
+from capkey.cert.attestation import Attestation
+from capkey.cert.ca import DEFAULT_POLICY_OID, CaError, CertificateAuthority, RevocationReason
 
 NOW = dt.datetime(2026, 11, 27, 14, 0, tzinfo=dt.UTC)
 PASSWORD = b"correct horse battery staple"

@@ -13,7 +13,7 @@ from fake_certkey import FakeCertKey, FakeKeyLink
 from capkey._cli import device as device_cli
 from capkey._cli.__main__ import cli
 from capkey._cli.util import CliFail
-from capkey.issuer.ca import CertificateAuthority
+from capkey.cert.ca import CertificateAuthority
 
 
 @pytest.fixture

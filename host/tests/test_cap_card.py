@@ -1,4 +1,4 @@
-"""capkey.card (CardClient) and `capkey card`: exact request bytes against a fake device, then end
+"""capkey.link.card (CardClient) and `capkey card`: exact request bytes against a fake device, then end
 to end against the simulator: personalise over the link, codes typed on the (simulated) keypad in
 every mode, each accepted once by the verifier — codes the firmware actually produced."""
 
@@ -11,7 +11,10 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from capkey.card import (
+from capkey.emv.issuer import TEST_IMK_LABEL, SoftwareIssuerBackend
+from capkey.emv.profiles import MC_CAP_CVN16, VISA_DPA_CVN10
+from capkey.emv.verifier import CapCard, InvalidCode, Mode, verify_cap
+from capkey.link.card import (
     CMD_CARD_STATUS,
     CMD_GET_CODE,
     CMD_PERSONALISE,
@@ -22,9 +25,7 @@ from capkey.card import (
     CardStatus,
     get_code_payload,
 )
-from capkey.errors import PinInvalid, ProtocolError
-from capkey.issuer.cap import TEST_IMK_LABEL, SoftwareIssuerBackend
-from capkey.verifier.cap import MC_CAP_CVN16, VISA_DPA_CVN10, CapCard, InvalidCode, Mode, verify_cap
+from capkey.link.errors import PinInvalid, ProtocolError
 
 # --- request bytes ------------------------------------------------------------------------------
 
@@ -100,7 +101,7 @@ CARDS = {VISA_DPA_CVN10.name: ("4761739001010010", 1), MC_CAP_CVN16.name: ("5413
 
 @pytest.fixture(params=[VISA_DPA_CVN10, MC_CAP_CVN16], ids=lambda p: p.name)
 def sim(request, tmp_path):
-    sim_mod = pytest.importorskip("capkey.sim")
+    sim_mod = pytest.importorskip("capkey_dev.sim")
     s = sim_mod.Simulator(tmp_path / "sim", register=False)
     try:
         s.start()
@@ -154,7 +155,7 @@ def _code_on_keypad(client: CardClient, keys_dev, pin: str, **kw) -> str:
 @pytest.mark.slow
 @pytest.mark.sim_only
 def test_personalise_code_verify_through_simulator(sim, tmp_path):
-    from capkey.device import Device
+    from capkey.link.device import Device
 
     profile, s = sim
     pan, psn = CARDS[profile.name]
@@ -218,7 +219,7 @@ def test_cli_new_imk_and_verify_with_wrapped_keys(tmp_path):
     """R18 path: the IMK only exists wrapped on disk; verify unwraps it with the KEK."""
     from cap_card_model import make_code
 
-    from capkey.issuer.cap import unwrap_key
+    from capkey.emv.issuer import unwrap_key
 
     kek = tmp_path / "kek.bin"
     kek.write_bytes(bytes(range(32)).hex().encode())

@@ -1,4 +1,4 @@
-"""capkey.issuer.cap: test-key guard, key wrapping, backend, PERSONALISE data."""
+"""capkey.emv.issuer: test-key guard, key wrapping, backend, PERSONALISE data."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
-from capkey.hazmat import emv, tlv
-from capkey.hazmat.emv import Cvn, KeyDerivation
-from capkey.issuer.cap import (
+from capkey.emv import hazmat as emv
+from capkey.emv import tlv
+from capkey.emv.hazmat import Cvn, KeyDerivation
+from capkey.emv.issuer import (
     TEST_IMK,
     TEST_IMK_LABEL,
     CardKeyRef,
@@ -22,7 +23,7 @@ from capkey.issuer.cap import (
     unwrap_key,
     wrap_key,
 )
-from capkey.verifier.cap import MC_CAP_CVN16, VISA_DPA_CVN10
+from capkey.emv.profiles import MC_CAP_CVN16, VISA_DPA_CVN10
 
 KEK = bytes(range(32))
 PAN = "4761739001010010"

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from cap_card_model import card_generate_ac
 
-from capkey import payload
-from capkey.hazmat import emv
-from capkey.issuer.cap import TEST_IMK, TEST_IMK_LABEL, SoftwareIssuerBackend, personalisation_data
-from capkey.verifier.cap import PROFILES, CapCard, Mode, transaction_challenge, un_for, verify_cap
+from capkey.cert import payload
+from capkey.emv import hazmat as emv
+from capkey.emv.issuer import TEST_IMK, TEST_IMK_LABEL, SoftwareIssuerBackend, personalisation_data
+from capkey.emv.profiles import PROFILES
+from capkey.emv.verifier import CapCard, Mode, transaction_challenge, un_for, verify_cap
 
 VECTORS = Path(__file__).resolve().parents[2] / "docs" / "vectors" / "cap_otp.json"
 

@@ -1,4 +1,4 @@
-"""capkey.verifier.cap: acceptance per profile and mode, single use, window, resync, mode
+"""capkey.emv.verifier: acceptance per profile and mode, single use, window, resync, mode
 separation, R7 binding, one opaque failure for every malformed input, profile checks."""
 
 from __future__ import annotations
@@ -11,20 +11,17 @@ from cap_card_model import make_code
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capkey import payload
-from capkey.hazmat import emv
-from capkey.hazmat.emv import Cvn, KeyDerivation, UnsupportedCvn
-from capkey.issuer.cap import TEST_IMK_LABEL, SoftwareIssuerBackend, generate_imk
-from capkey.verifier.cap import (
-    MC_CAP_CVN16,
-    PROFILES,
-    VISA_DPA_CVN10,
+from capkey.cert import payload
+from capkey.emv import hazmat as emv
+from capkey.emv.hazmat import Cvn, KeyDerivation, UnsupportedCvn
+from capkey.emv.issuer import TEST_IMK_LABEL, SoftwareIssuerBackend, generate_imk
+from capkey.emv.profiles import MC_CAP_CVN16, PROFILES, VISA_DPA_CVN10, profile_by_id
+from capkey.emv.verifier import (
     CapCard,
     InvalidCode,
     Mode,
     cap_challenge,
     operation_challenge,
-    profile_by_id,
     resync,
     transaction_challenge,
     verify_cap,
@@ -195,7 +192,7 @@ BAD_CODES = ["", " 1234", "1234 ", "12a4", "١٢٣٤", "+123", "-1", "123456789"
 @ALL
 @pytest.mark.parametrize("code", BAD_CODES + [None, 1234, b"1234", 12.0])
 def test_malformed_code_is_invalid(profile, code, caplog):
-    caplog.set_level(logging.DEBUG, logger="capkey.verifier.cap")
+    caplog.set_level(logging.DEBUG, logger="capkey.emv.verifier")
     with pytest.raises(InvalidCode) as info:
         verify(card(profile), code, Mode.RESPOND, challenge="1")
     assert info.value.args == ()

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
+from capkey_dev.build import device_path, stage
 from click.testing import CliRunner
 
 from capkey._cli.__main__ import cli
-from capkey._tools.build_mpy import device_path, stage
 
 
 def test_device_paths_mirror_the_board_filesystem():

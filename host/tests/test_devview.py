@@ -1,14 +1,13 @@
-"""capkey.devview: the web view of a device, against a running simulator."""
+"""capkey_dev.devview: the web view of a device, against a running simulator."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
+from capkey_dev.devview import create_app
+from capkey_dev.sim import Simulator, free_port
 from starlette.testclient import TestClient
-
-from capkey.devview import create_app
-from capkey.sim import Simulator, free_port
 
 
 @pytest.fixture(scope="module")

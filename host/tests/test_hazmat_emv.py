@@ -1,4 +1,4 @@
-"""capkey.hazmat.emv against every published vector of docs/cap.md §7 (and the §3.2, §1.4 examples),
+"""capkey.emv.hazmat against every published vector of docs/cap.md §7 (and the §3.2, §1.4 examples),
 plus misuse checks."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from capkey.hazmat import emv, tlv
-from capkey.hazmat.emv import Cvn, GenerateAcResponse, UnsupportedCvn
+from capkey.emv import hazmat as emv
+from capkey.emv import tlv
+from capkey.emv.hazmat import Cvn, GenerateAcResponse, UnsupportedCvn
 
 H = bytes.fromhex
 IMK = H("0123456789ABCDEFFEDCBA9876543210")
@@ -42,7 +43,7 @@ def test_barclays_format_2():
 
 def test_barclays_cdol1_data_for_sign():
     # §7.2: value 1234.56, challenge 78901234 on the 29-byte Barclays CDOL1.
-    from capkey.verifier.cap import VISA_DPA_CVN10
+    from capkey.emv.profiles import VISA_DPA_CVN10
 
     data = VISA_DPA_CVN10.cdol1_data(un=emv.pack_bcd("78901234", 4), amount=123456)
     assert data == H("000000123456" "000000000000" "0000" "8000000000" "0000" "010101" "00" "78901234")

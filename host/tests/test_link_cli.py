@@ -10,13 +10,13 @@ import serial
 from click.testing import CliRunner
 from link_fakes import FakePort, hello_ok
 
-from capkey import device as device_mod
-from capkey import transport
 from capkey._cli import __main__ as cli_main
 from capkey._cli.util import CliFail
-from capkey.device import DeviceCandidate
-from capkey.errors import LinkError
-from capkey.transport import Frame, Kind
+from capkey.link import device as device_mod
+from capkey.link import transport
+from capkey.link.device import DeviceCandidate
+from capkey.link.errors import LinkError
+from capkey.link.transport import Frame, Kind
 
 INFO = bytes.fromhex("0105302e312e30" "020101" "030373696d" "040461626364" "050400010000"
                      "060400020000" "08020400" "0709636170" "2f302e312e30")
@@ -192,7 +192,7 @@ def test_devices_lists(sim, monkeypatch):
 
 
 def test_png_pixels():
-    from capkey.screen import to_png
+    from capkey.link.screen import to_png
 
     fb = bytearray(1024)
     fb[0] = 0x01  # pixel (0, 0)

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from link_fakes import VECTORS
 
-from capkey.errors import LinkError
-from capkey.transport import (
+from capkey.link.errors import LinkError
+from capkey.link.transport import (
     MAX_PAYLOAD,
     Decoder,
     Frame,

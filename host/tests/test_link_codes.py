@@ -1,4 +1,4 @@
-"""One list of status codes: firmware/link/codes.py, capkey.errors.LinkError.ERR and the table of
+"""One list of status codes: firmware/link/codes.py, capkey.link.errors.LinkError.ERR and the table of
 docs/protocol.md must agree name for name, number for number."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import re
 
 from link_fakes import ROOT
 
-from capkey.errors import LinkError
+from capkey.link.errors import LinkError
 
 NAMES = ["OK", "INVALID_FRAME", "CRC", "TOO_LONG", "UNKNOWN_COMMAND", "INVALID_PARAMETER",
          "VERSION", "BUSY", "CANCELLED", "TIMEOUT", "DENIED", "PIN_INVALID", "PIN_BLOCKED",

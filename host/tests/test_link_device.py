@@ -10,9 +10,9 @@ import threading
 import pytest
 from link_fakes import FakePort, hello_ok, request
 
-from capkey import device as device_mod
-from capkey.device import Device, DeviceInfo, scan_devices
-from capkey.errors import (
+from capkey.link import device as device_mod
+from capkey.link.device import Device, DeviceInfo, scan_devices
+from capkey.link.errors import (
     Cancelled,
     DeviceBusy,
     DeviceTimeout,
@@ -24,7 +24,7 @@ from capkey.errors import (
     TransportError,
     VersionMismatch,
 )
-from capkey.transport import Frame, Kind, Transport, encode
+from capkey.link.transport import Frame, Kind, Transport, encode
 
 
 def _dev(handler=None) -> tuple[Device, FakePort]:

@@ -3,7 +3,7 @@ unix port (Pico heap) over TCP, including random garbage on the wire. Two device
 
 - "link": firmware/link alone (host/tests/link_mp_server.py, fake board and UI): the two ends of
   the protocol, nothing else;
-- "sim": the whole simulator (capkey.sim), firmware/main.py with its UI and apps.
+- "sim": the whole simulator (capkey_dev.sim), firmware/main.py with its UI and apps.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from capkey.device import Device
-from capkey.errors import LinkError
-from capkey.transport import Frame, FrameError, Kind, Transport, encode, header
+from capkey.link.device import Device
+from capkey.link.errors import LinkError
+from capkey.link.transport import Frame, FrameError, Kind, Transport, encode, header
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -52,7 +52,7 @@ def dut(request, tmp_path_factory):
         yield s
         s.stop()
         return
-    sim_mod = pytest.importorskip("capkey.sim")
+    sim_mod = pytest.importorskip("capkey_dev.sim")
     s = sim_mod.Simulator(tmp_path_factory.mktemp("link-sim"), register=False)
     s.start()
     yield s

@@ -5,8 +5,7 @@ directives MicroPython's manifest tool provides (paths relative to the manifest'
 from pathlib import Path
 
 import pytest
-
-from capkey._tools.build_mpy import BOARD_ARCH, ROOT, _deployed_on, device_path, sources
+from capkey_dev.build import BOARD_ARCH, ROOT, _deployed_on, device_path, sources
 
 
 def frozen_files(manifest: Path) -> set[str]:

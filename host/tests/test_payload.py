@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capkey import payload as P
+from capkey.cert import payload as P
 
 VECTORS = json.loads(
     (Path(__file__).resolve().parents[2] / "docs/vectors/payloads.json").read_text("utf-8")

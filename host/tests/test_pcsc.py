@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from capkey.hazmat import emv
-from capkey.issuer.cap import TEST_IMK_LABEL, SoftwareIssuerBackend, personalisation_data
-from capkey.pcsc import CapReader, SoftCardProcess, VpcdClient, WrongPin
-from capkey.verifier.cap import MC_CAP_CVN16, VISA_DPA_CVN10, CapCard, InvalidCode, Mode, verify_cap
+from capkey.emv import hazmat as emv
+from capkey.emv.issuer import TEST_IMK_LABEL, SoftwareIssuerBackend, personalisation_data
+from capkey.emv.profiles import MC_CAP_CVN16, VISA_DPA_CVN10
+from capkey.emv.verifier import CapCard, InvalidCode, Mode, verify_cap
+from capkey.link.pcsc import CapReader, SoftCardProcess, VpcdClient, WrongPin
 
 pytestmark = pytest.mark.pcsc
 
@@ -220,11 +221,11 @@ def _home(dev, timeout: float = 5.0) -> None:
 def test_device_card_through_pcscd(pcscd, tmp_path):
     """`capkey card pcsc --device URL`: the card of a (simulated) device, over the link APDU
     command, once the person switched "Lecteur PC/SC" on at the keypad."""
-    from capkey.card import CardClient
-    from capkey.device import Device
-    from capkey.pcsc import LinkCard
+    from capkey.link.card import CardClient
+    from capkey.link.device import Device
+    from capkey.link.pcsc import LinkCard
 
-    sim_mod = pytest.importorskip("capkey.sim")
+    sim_mod = pytest.importorskip("capkey_dev.sim")
     sim = sim_mod.Simulator(tmp_path / "sim", register=False)
     sim.start()
     backend = SoftwareIssuerBackend.for_tests()

@@ -18,10 +18,10 @@ from test_portal_support import (
     text,
 )
 
-from capkey import payload as pl
+from capkey.cert import payload as pl
+from capkey.emv import verifier as capv
 from capkey.portal.app import EXPIRED, FAILED, SCA_NEEDED
 from capkey.rules import LoginRequest, Outcome
-from capkey.verifier import cap as capv
 
 IBAN = "FR7630006000011234567890189"
 
@@ -501,7 +501,10 @@ def test_device_view_is_mounted_and_same_origin_only(tmp_path):
     from capkey.portal import PortalConfig, create_app
 
     world, _ = build(tmp_path)
-    app = create_app(world.service, PortalConfig(origin=ORIGIN, device_url="socket://127.0.0.1:9"))
+    from capkey_dev.devview import create_app as create_devview
+
+    view = create_devview("socket://127.0.0.1:9")
+    app = create_app(world.service, PortalConfig(origin=ORIGIN, device_view=view))
     with TestClient(app, base_url=ORIGIN) as client:
         page = client.get("/connexion?methode=cap").text
         assert 'src="/appareil/"' in page and "Votre appareil capkey" in text(page)
@@ -514,6 +517,7 @@ def test_device_view_is_mounted_and_same_origin_only(tmp_path):
         assert r.status_code == 403
         r = client.post("/appareil/press", json={"keys": "1"}, headers={"Origin": ORIGIN})
         assert r.status_code == 502  # reached the device view: no device behind this URL
+    view.state.session.close()
     world.service.store.close()
 
 

@@ -1,4 +1,4 @@
-"""`capkey.portal.demo`: what is checked before anything starts (the whole demo runs in
+"""`capkey_dev.demo`: what is checked before anything starts (the whole demo runs in
 hil_tests/test_e2e_browser.py against the simulator)."""
 
 from __future__ import annotations
@@ -6,8 +6,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-
-from capkey.portal.demo import Demo, DemoError
+from capkey_dev.demo import Demo, DemoError
 
 
 def test_refuses_a_folder_that_is_not_empty(tmp_path):

@@ -1,7 +1,7 @@
 """Test helper for the portal tests: a real `AuthService` on SQLite with the real CAP and signature
 verifiers, a bank CA, one subscription, and the person's credentials computed in software:
 
-- the CAP card: codes computed by `cap_card_model.make_code` (capkey.hazmat, the card's own
+- the CAP card: codes computed by `cap_card_model.make_code` (capkey.emv.hazmat, the card's own
   computation) for the card personalised with the published test IMK;
 - the certificate key: `fake_certkey.FakeCertKey` (software P-256 keys with an attestation key the
   CA provisioned), certified by the CA for the user.
@@ -20,15 +20,16 @@ from cryptography.hazmat.primitives import serialization
 from fake_certkey import FakeCertKey, raw_signature
 from starlette.testclient import TestClient
 
-from capkey.issuer.ca import CertificateAuthority
-from capkey.issuer.cap import TEST_IMK_LABEL, SoftwareIssuerBackend
+from capkey.cert.ca import CertificateAuthority
+from capkey.emv.issuer import TEST_IMK_LABEL, SoftwareIssuerBackend
+from capkey.emv.profiles import VISA_DPA_CVN10
+from capkey.emv.verifier import Mode
 from capkey.portal import PortalConfig
 from capkey.portal import create_app as create_portal
 from capkey.rules import AuthService
 from capkey.rules.adapters import CapVerifier, SignatureVerifier
+from capkey.rules.codes import CodeHasher
 from capkey.store import open_store
-from capkey.verifier.cap import VISA_DPA_CVN10, Mode
-from capkey.verifier.code import CodeHasher
 
 ORIGIN = "http://testserver"
 AGENT = "http://127.0.0.1:8401"

@@ -1,4 +1,4 @@
-"""The rules with capkey's real verifiers (capkey.verifier.cap, capkey.verifier.signature) through
+"""The rules with capkey's real verifiers (capkey.emv.verifier, capkey.cert.verifier) through
 capkey.rules.adapters: EMV CAP codes computed by a model card from the test IMK, certificates issued
 by the capkey CA to a test-double certificate key, CRL revocation."""
 
@@ -12,13 +12,14 @@ from cryptography.hazmat.primitives import serialization
 from fake_certkey import FakeCertKey
 from test_rules_support import ManualClock
 
-from capkey.issuer.ca import CertificateAuthority
-from capkey.issuer.cap import TEST_IMK_LABEL, SoftwareIssuerBackend
+from capkey.cert.ca import CertificateAuthority
+from capkey.emv.issuer import TEST_IMK_LABEL, SoftwareIssuerBackend
+from capkey.emv.profiles import VISA_DPA_CVN10
+from capkey.emv.verifier import Mode
 from capkey.rules import AuthService, CertEvidence, LoginRequest, Outcome, Payment
 from capkey.rules.adapters import CapVerifier, SignatureVerifier, canonical_payload
+from capkey.rules.codes import CodeHasher
 from capkey.store import open_store
-from capkey.verifier.cap import VISA_DPA_CVN10, Mode
-from capkey.verifier.code import CodeHasher
 
 NOW = dt.datetime(2026, 11, 27, 14, 0, tzinfo=dt.UTC)
 ORIGIN = "https://banque.example"

@@ -17,7 +17,7 @@ from capkey.rules import (
     RulesConfig,
     login_digest,
 )
-from capkey.verifier.code import CodeHasher
+from capkey.rules.codes import CodeHasher
 
 
 def test_R1_login_needs_identifiers_and_exactly_one_method(world):

@@ -17,7 +17,7 @@ from test_rules_support import (
 )
 
 from capkey.rules import DirectoryError, Outcome, Payment
-from capkey.verifier.code import (
+from capkey.rules.codes import (
     CodeHasher,
     InvalidConfidentialCode,
     WeakCode,

@@ -40,8 +40,8 @@ from capkey.rules import (
     SignatureCheck,
     SigningIntent,
 )
+from capkey.rules.codes import CodeHasher
 from capkey.store import open_store
-from capkey.verifier.code import CodeHasher
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PG_DEFAULT_DSN = "postgresql://capkey:capkey@127.0.0.1:5432/capkey"

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fake_certkey import FakeCertKey, raw_signature
 
-from capkey import payload as P
-from capkey.issuer.ca import CertificateAuthority
-from capkey.verifier.signature import (
+from capkey.cert import payload as P
+from capkey.cert.ca import CertificateAuthority
+from capkey.cert.verifier import (
     CrlRevocation,
     ExpectedPayload,
     InvalidSignature,

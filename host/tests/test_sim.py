@@ -1,4 +1,4 @@
-"""capkey.sim: starting, stopping, unplugging and plugging back the simulator, its registry file,
+"""capkey_dev.sim: starting, stopping, unplugging and plugging back the simulator, its registry file,
 reboots and the power-cut injection, with the real firmware."""
 
 from __future__ import annotations
@@ -10,17 +10,11 @@ import socket
 import time
 
 import pytest
+from capkey_dev.sim import PROFILES, REBOOT_EXIT, Simulator, SimulatorError, running_simulators
 
-from capkey.device import Device, scan_devices, sims_dir
-from capkey.errors import LinkError
-from capkey.sim import (
-    PROFILES,
-    REBOOT_EXIT,
-    Simulator,
-    SimulatorError,
-    running_simulators,
-)
-from capkey.transport import Transport
+from capkey.link.device import Device, scan_devices, sims_dir
+from capkey.link.errors import LinkError
+from capkey.link.transport import Transport
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,8 @@ from test_rules_support import (
 )
 
 from capkey.rules import AuthService, LoginRequest, Outcome
+from capkey.rules.codes import CodeHasher
 from capkey.store import open_store
-from capkey.verifier.code import CodeHasher
 
 N = 6
 

@@ -6,13 +6,17 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from importlib.metadata import entry_points
 
 import click
 
 from .util import CliFail
 
 # One module per command group; each defines COMMANDS.
-_GROUP_MODULES = ("deploy", "sim", "device", "demo", "cert", "admin", "audit", "card")
+_GROUP_MODULES = ("device", "cert", "admin", "audit", "card")
+# Packages that add commands (capkey-dev: sim, demo, deploy) declare an entry point in this group
+# whose value is a list of click commands.
+_PLUGIN_GROUP = "capkey.commands"
 
 
 @click.group()
@@ -25,6 +29,9 @@ def cli(verbose: int) -> None:
 
 for _name in _GROUP_MODULES:
     for _command in importlib.import_module(f"{__package__}.{_name}").COMMANDS:
+        cli.add_command(_command)
+for _plugin in entry_points(group=_PLUGIN_GROUP):
+    for _command in _plugin.load():
         cli.add_command(_command)
 
 

@@ -43,7 +43,7 @@ class _Ctx:
 
 def _run(fn, *args, **kwargs):
     from capkey.rules import DirectoryError
-    from capkey.verifier.code import WeakCode
+    from capkey.rules.codes import WeakCode
 
     try:
         return fn(*args, **kwargs)

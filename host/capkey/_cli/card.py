@@ -18,17 +18,18 @@ from pathlib import Path
 
 import click
 
-from ..card import KEEPALIVE_WAITING_FOR_USER, CapMode, CardClient, CardState
-from ..errors import Cancelled, PinBlocked, PinInvalid, ProtocolError
-from ..hazmat import emv
-from ..issuer.cap import (
+from ..emv import hazmat as emv
+from ..emv.issuer import (
     TEST_IMK_LABEL,
     SoftwareIssuerBackend,
     generate_imk,
     personalisation_data,
     wrap_key,
 )
-from ..verifier.cap import PROFILES, CapCard, InvalidCode, Mode, profile_by_id, resync, verify_cap
+from ..emv.profiles import PROFILES, profile_by_id
+from ..emv.verifier import CapCard, InvalidCode, Mode, resync, verify_cap
+from ..link.card import KEEPALIVE_WAITING_FOR_USER, CapMode, CardClient, CardState
+from ..link.errors import Cancelled, PinBlocked, PinInvalid, ProtocolError
 from .device import _device_option, _open
 from .util import CliFail
 
@@ -261,7 +262,7 @@ def verify(card_file, mode, challenge, amount, fields, second, imk_file, kek_fil
 @click.option("--port", default=35963, show_default=True, help="vpcd port of pcscd.")
 def pcsc(url, soft_card, port) -> None:
     """Expose the card to PC/SC through pcscd's virtual reader (vpcd) until Ctrl-C."""
-    from ..pcsc import LinkCard, SoftCardProcess, VpcdClient
+    from ..link.pcsc import LinkCard, SoftCardProcess, VpcdClient
 
     def serve(endpoint) -> None:
         client = VpcdClient(endpoint, port=port)

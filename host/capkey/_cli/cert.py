@@ -25,9 +25,9 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from ..errors import PinBlocked, ProtocolError
-from ..issuer.ca import DEFAULT_POLICY_OID, CaError, CertificateAuthority, RevocationReason
-from ..key import KeyClient, KeyState, enrol
+from ..cert.ca import DEFAULT_POLICY_OID, CaError, CertificateAuthority, RevocationReason
+from ..link.errors import PinBlocked, ProtocolError
+from ..link.key import KeyClient, KeyState, enrol
 from .device import _device_option, _open
 from .util import CliFail, echo_err
 

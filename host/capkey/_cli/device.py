@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from ..device import KEYS, Device, scan_devices
-from ..errors import (
+from ..link.device import KEYS, Device, scan_devices
+from ..link.errors import (
     DeviceTimeout,
     LinkError,
     NoDevice,
@@ -21,7 +21,7 @@ from ..errors import (
     TransportError,
     VersionMismatch,
 )
-from ..screen import to_png
+from ..link.screen import to_png
 from .util import CliFail
 
 HELLO_TIMEOUT = 3.0  # seconds a device has to answer HELLO

@@ -39,9 +39,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import Cancelled, DeviceTimeout, LinkError, PinBlocked, ProtocolError, TransportError
-from ..key import KeyClient
-from ..payload import LoginPayload, PayloadError, SignedPayload
+from ..cert.payload import LoginPayload, PayloadError, SignedPayload
+from ..link.errors import (
+    Cancelled,
+    DeviceTimeout,
+    LinkError,
+    PinBlocked,
+    ProtocolError,
+    TransportError,
+)
+from ..link.key import KeyClient
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +234,7 @@ def create_app(config: AgentConfig) -> Starlette:
 
 def device_opener(url: str) -> Callable[[], AbstractContextManager[KeyClient]]:
     """`open_key` for a device URL: opens the device for each request."""
-    from ..device import Device
+    from ..link.device import Device
 
     @contextlib.contextmanager
     def open_key():
@@ -240,7 +247,7 @@ def device_opener(url: str) -> Callable[[], AbstractContextManager[KeyClient]]:
 def parse_origins(values: Iterable[str]) -> frozenset[str]:
     """Origins from the command line: validated as canonical web origins (lower case, no path,
     no default port), the same form a LOGIN payload carries."""
-    from ..payload import check_origin
+    from ..cert.payload import check_origin
 
     out = set()
     for value in values:

@@ -18,7 +18,7 @@ Pages (French, the guide's words):
     GET  /operations/<slug>/effectuee        the operation done
     GET|POST /administration/code            principal/admin resets a user's code (R15)
     POST /deconnexion
-    /appareil/                    the simulated device's screen and keypad (capkey.devview)
+    /appareil/                    the simulated device's screen and keypad (capkey_dev.devview)
 
 Browser state is one cookie: a random id with an HMAC tag (HttpOnly, SameSite=Strict), naming a
 server-side record that holds the CSRF token, the rules session id and what is pending. Every POST
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -55,7 +54,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import payload as _payload
+from ..catalog.operations import SENSITIVE, OperationKind
+from ..cert import payload as _payload
+from ..emv import verifier as _cap
 from ..rules import (
     AuthLevel,
     AuthService,
@@ -73,8 +74,7 @@ from ..rules import (
     StepUpChallenge,
 )
 from ..rules.adapters import canonical_payload
-from ..verifier import cap as _cap
-from ..verifier.code import WeakCode, check_policy
+from ..rules.codes import WeakCode, check_policy
 from .render import Markup, esc, join, render, tag
 
 log = logging.getLogger(__name__)
@@ -116,18 +116,19 @@ POLICY_MESSAGES = {
 class PortalConfig:
     """`origin`: the portal's web origin as the browser sees it (LOGIN payloads carry it; requests
     under another host name are redirected to it). `agent_url`: the local signing agent ("TURBO
-    SIGN"), None to hide the certificate method. `device_url`: a device to show under /appareil/
-    (the simulator of the demo), or None. `secret`: the cookie HMAC key."""
+    SIGN"), None to hide the certificate method. `device_view`: an ASGI app that shows a device
+    under /appareil/ (the demo's view of its simulator, capkey_dev.devview), or None; whoever
+    builds it closes it. `secret`: the cookie HMAC key."""
 
     origin: str
     agent_url: str | None = None
-    device_url: str | None = None
+    device_view: ASGIApp | None = field(default=None, compare=False)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     record_ttl_seconds: int = 1800
     currency: str = "EUR"
 
     def __post_init__(self) -> None:
-        _payload._check_origin(self.origin)  # the canonical form a LOGIN payload carries
+        _payload.check_origin(self.origin)  # the canonical form a LOGIN payload carries
         if self.agent_url is not None and not self.agent_url.startswith(("http://", "https://")):
             raise ValueError("agent_url must be an http(s) URL")
         if len(self.secret) < 16:
@@ -225,24 +226,7 @@ class Records:
 # The sensitive operations of the guide
 
 
-@dataclass(frozen=True)
-class OperationKind:
-    slug: str
-    operation: str
-    title: str
-
-
-OPERATIONS = {
-    k.slug: k for k in (
-        OperationKind("habilitations", "MANAGE_HABILITATIONS", "Gestion des habilitations"),
-        OperationKind("destinataires", "MANAGE_PAYEES", "Gestion des destinataires"),
-        OperationKind("chequiers", "ORDER_CHEQUEBOOK", "Commande de chéquiers"),
-        OperationKind("virement-instantane", "SCT_INST_ENTRY",
-                      "Saisie d'un ordre de virement SEPA instantané"),
-        OperationKind("remises", "SIGN_ORDER_BATCH",
-                      "Signature des remises d'ordres de paiement"),
-    )
-}
+OPERATIONS = {k.slug: k for k in SENSITIVE}
 
 RIGHTS = {"consultation": "Consultation des comptes", "saisie": "Saisie des virements",
           "signature": "Signature des remises"}
@@ -271,7 +255,7 @@ def parse_amount(text: str) -> int:
 def _iban(text: str) -> str:
     value = text.replace(" ", "").upper()
     try:
-        return _payload._check_iban(value)
+        return _payload.check_iban(value)
     except _payload.PayloadError:
         raise FormError("IBAN invalide : vérifiez-le (clé de contrôle).") from None
 
@@ -279,8 +263,7 @@ def _iban(text: str) -> str:
 def _payee_name(text: str) -> str:
     name = " ".join(text.split())
     try:
-        return _payload._check_name(_payload._check_str(
-            "payee_name", name, _payload._NAME_CHARS, _payload.NAME_MAX))
+        return _payload.check_payee_name(name)
     except _payload.PayloadError:
         raise FormError("Nom du bénéficiaire : lettres non accentuées, chiffres et / - ? : ( ) . , "
                         "' + (70 caractères au plus).") from None
@@ -301,19 +284,19 @@ def build_operation(kind: OperationKind, form: dict[str, str], currency: str,
         right = form.get("droit", "")
         if right not in RIGHTS:
             raise FormError("Choisissez un droit.")
-        return PendingOperation(kind.slug, kind.operation, [
+        return PendingOperation(kind.slug, kind.name, [
             ("Utilisateur", f"{subscription}/{user}"), ("Droit accordé", RIGHTS[right])],
             operation_id=op_id("HAB"))
     if kind.slug == "destinataires":
         name, iban = _payee_name(form.get("nom", "")), _iban(form.get("iban", ""))
-        return PendingOperation(kind.slug, kind.operation, [
+        return PendingOperation(kind.slug, kind.name, [
             ("Nouveau destinataire", name), ("IBAN", _payload.format_iban(iban))],
             operation_id=op_id("BEN"))
     if kind.slug == "chequiers":
         count = form.get("nombre", "")
         if count not in {"1", "2", "3"}:
             raise FormError("Choisissez de 1 à 3 chéquiers.")
-        return PendingOperation(kind.slug, kind.operation, [
+        return PendingOperation(kind.slug, kind.name, [
             ("Chéquiers commandés", count), ("Envoi", "à l'adresse de l'abonnement")],
             operation_id=op_id("CHQ"))
     if kind.slug == "virement-instantane":
@@ -323,7 +306,7 @@ def build_operation(kind: OperationKind, form: dict[str, str], currency: str,
             payment = Payment(amount, currency, iban, name)
         except InvalidTransaction:
             raise FormError("Virement invalide.") from None
-        return PendingOperation(kind.slug, kind.operation, [
+        return PendingOperation(kind.slug, kind.name, [
             ("Montant", _amount_text(amount, currency)), ("Bénéficiaire", name),
             ("IBAN du bénéficiaire", _payload.format_iban(iban))],
             transaction=payment)
@@ -340,7 +323,7 @@ def build_operation(kind: OperationKind, form: dict[str, str], currency: str,
         if not 1 <= len(payments) <= 24:
             raise FormError("Une remise compte de 1 à 24 ordres.")
         batch = Batch.from_payments(payments)
-        return PendingOperation(kind.slug, kind.operation, [
+        return PendingOperation(kind.slug, kind.name, [
             ("Nombre d'ordres", str(batch.count)),
             ("Montant total", _amount_text(batch.total_minor, currency)),
             ("Bénéficiaires", ", ".join(_payload.format_iban(p) for p in sorted(set(batch.payees))))],
@@ -487,7 +470,6 @@ def create_app(service: AuthService, config: PortalConfig, *,
     with the same web origin as `config.origin` (LOGIN payloads carry it)."""
     records = records if records is not None else Records(config.record_ttl_seconds)
     host = urlsplit(config.origin).netloc
-    devview_session = None
 
     # -- cookie and CSRF ----------------------------------------------------------------------
 
@@ -518,7 +500,7 @@ def create_app(service: AuthService, config: PortalConfig, *,
                         Markup(f'<form method="post" action="/deconnexion" class="inline">'
                                f'<input type="hidden" name="csrf" value="{esc(web.csrf)}">'
                                f'<button type="submit">Se déconnecter</button></form>')])
-        aside = render("device_aside.html") if device and config.device_url else Markup("")
+        aside = render("device_aside.html") if device and config.device_view is not None else Markup("")
         html = render("base.html", title=title, nav=nav, notice=notice, body=body, aside=aside)
         return set_cookie(HTMLResponse(html, status_code=status), web)
 
@@ -1106,27 +1088,15 @@ def create_app(service: AuthService, config: PortalConfig, *,
         Route("/administration/code", reset_page, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    if config.device_url is not None:
-        from ..devview import create_app as create_devview
-
-        devview = create_devview(config.device_url)
-        devview_session = devview.state.session
+    if config.device_view is not None:
         routes.append(Route("/appareil", lambda r: RedirectResponse("/appareil/", 307)))
-        routes.append(Mount("/appareil", app=devview))
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        try:
-            yield
-        finally:
-            if devview_session is not None:
-                devview_session.close()
+        routes.append(Mount("/appareil", app=config.device_view))
 
     def wrong_host(request: Request) -> Response:
         query = f"?{request.url.query}" if request.url.query else ""
         return RedirectResponse(config.origin + request.url.path + query, status_code=307)
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes)
     app.state.records = records
     app.state.config = config
 

@@ -1,6 +1,6 @@
 """Adapters from the rules' verifier protocols to capkey's own verifiers.
 
-    from capkey.issuer.cap import SoftwareIssuerBackend
+    from capkey.emv.issuer import SoftwareIssuerBackend
     from capkey.rules.adapters import CapVerifier, SignatureVerifier
 
     service = AuthService(
@@ -10,13 +10,13 @@
                                              origin="https://banque.example"),
     )
 
-Both build the canonical record of ``capkey.payload`` (the bytes a certificate key signs and from
+Both build the canonical record of ``capkey.cert.payload`` (the bytes a certificate key signs and from
 which the CAP challenge is derived, docs/payloads.md, docs/cap.md §5.4) from the rules' record and
 the server's 32-byte challenge, so the CAP code and the signature are bound to exactly what the
 service issued. `origin` is the web origin of the login page (it is part of the LOGIN payload).
 
 A card profile (``capkey admin attach-card``) for `CapVerifier` is JSON with ``profile`` (a name of
-``capkey.verifier.cap.PROFILES``, e.g. ``"visa-dpa-cvn10"``) or ``profile_id``, ``pan``, ``psn``,
+``capkey.emv.profiles.PROFILES``, e.g. ``"visa-dpa-cvn10"``) or ``profile_id``, ``pan``, ``psn``,
 ``imk_label`` (the issuer master key's label in the key backend: a reference, never a key) and
 optionally ``pin_try_limit`` and ``last_atc`` (the personalised initial ATC).
 """
@@ -30,10 +30,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from .. import payload as _payload
-from ..issuer.cap import IssuerBackend
-from ..verifier import cap as _cap
-from ..verifier import signature as _sig
+from ..cert import payload as _payload
+from ..cert import verifier as _sig
+from ..emv import verifier as _cap
+from ..emv.issuer import IssuerBackend
+from ..emv.profiles import PROFILES, profile_by_id
 from .interfaces import CapCard, CapMode, RegisteredCertificate, Rejected, SigningIntent
 from .model import Batch, CertEvidence, OperationRef, Payment
 
@@ -44,7 +45,7 @@ _REASON = re.compile(r"[^a-z0-9_]")
 
 def canonical_payload(challenge: bytes, record: Payment | Batch | OperationRef | None,
                       subscription: str, user_no: str, origin: str) -> _payload.Payload:
-    """The ``capkey.payload`` record for a login (`record` None) or an operation."""
+    """The ``capkey.cert.payload`` record for a login (`record` None) or an operation."""
     if record is None:
         return _payload.LoginPayload(challenge, origin, subscription, user_no)
     if isinstance(record, Payment):
@@ -62,16 +63,16 @@ def canonical_payload(challenge: bytes, record: Payment | Batch | OperationRef |
 def card_from_profile(profile: Mapping[str, Any], last_atc: int) -> _cap.CapCard:
     """The verifier's card from a stored profile and the store's ATC floor (-1: none yet)."""
     if "profile" in profile:
-        cap_profile = _cap.PROFILES[profile["profile"]]
+        cap_profile = PROFILES[profile["profile"]]
     else:
-        cap_profile = _cap.profile_by_id(int(profile["profile_id"]))
+        cap_profile = profile_by_id(int(profile["profile_id"]))
     return _cap.CapCard(cap_profile, str(profile["pan"]), int(profile["psn"]),
                         str(profile["imk_label"]), max(last_atc, 0),
                         int(profile.get("pin_try_limit", 3)))
 
 
 class CapVerifier:
-    """`CapCheck` over `capkey.verifier.cap` (challenge from the canonical payload; Respond for
+    """`CapCheck` over `capkey.emv.verifier` (challenge from the canonical payload; Respond for
     logins and R8 operations, Sign with the amount for payments and batches)."""
 
     def __init__(self, key_backend: IssuerBackend, *, origin: str):
@@ -115,7 +116,7 @@ class CapVerifier:
 
 
 class SignatureVerifier:
-    """`SignatureCheck` over `capkey.verifier.signature` (chain to the bank CA, validity, usage,
+    """`SignatureCheck` over `capkey.cert.verifier` (chain to the bank CA, validity, usage,
     policy, revocation known and good, registration, ECDSA over the canonical payload)."""
 
     def __init__(self, trust: _sig.TrustConfig, revocation: _sig.RevocationSource, *,

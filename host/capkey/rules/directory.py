@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..store import Conflict, Store, Tx, UserRow
-from ..verifier.code import CodeHasher, check_policy, generate_code
+from .codes import CodeHasher, check_policy, generate_code
 from .interfaces import Clock, SystemClock
 from .model import Role, UserState
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum, unique
 
+from ..catalog.operations import SENSITIVE
+
 
 @unique
 class Outcome(StrEnum):
@@ -46,31 +48,17 @@ class Method(StrEnum):
     CODE = "CODE"  # code confidentiel: single factor
 
 
-@unique
-class Operation(StrEnum):
-    """Operations the rules know by name. Any other string is an ordinary operation."""
-
-    MANAGE_HABILITATIONS = "MANAGE_HABILITATIONS"
-    MANAGE_PAYEES = "MANAGE_PAYEES"
-    ORDER_CHEQUEBOOK = "ORDER_CHEQUEBOOK"
-    SCT_INST_ENTRY = "SCT_INST_ENTRY"
-    SIGN_ORDER_BATCH = "SIGN_ORDER_BATCH"
-    CHANGE_CODE = "CHANGE_CODE"
-
+#: Operations the rules know by name: the catalogue's sensitive operations (declared once in
+#: ``capkey.catalog.operations``) and CHANGE_CODE. Any other string is an ordinary operation.
+Operation = unique(StrEnum(  # type: ignore[misc]
+    "Operation", [(k.name, k.name) for k in SENSITIVE] + [("CHANGE_CODE", "CHANGE_CODE")]))
 
 #: The guide's sensitive operations (rules.md S).
-DEFAULT_SENSITIVE = frozenset({
-    Operation.MANAGE_HABILITATIONS.value, Operation.MANAGE_PAYEES.value,
-    Operation.ORDER_CHEQUEBOOK.value, Operation.SCT_INST_ENTRY.value,
-    Operation.SIGN_ORDER_BATCH.value,
-})
+DEFAULT_SENSITIVE = frozenset(k.name for k in SENSITIVE)
 
-#: Operations that need dynamic linking to a payment record (R7); the others of S bind an
-#: operation id (R8).
-PAYMENT_OPERATIONS = {
-    Operation.SCT_INST_ENTRY.value: "PAYMENT",
-    Operation.SIGN_ORDER_BATCH.value: "BATCH",
-}
+#: Operations that need dynamic linking to a payment record (R7), with the record they bind; the
+#: others of S bind an operation id (R8).
+PAYMENT_OPERATIONS = {k.name: k.binding for k in SENSITIVE if k.binding != "OPERATION"}
 
 #: Events emitted besides outcomes (audit `result` and `on_event` callback).
 PERMANENT_BLOCK_IMMINENT = "PERMANENT_BLOCK_IMMINENT"

@@ -18,13 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..store import ChallengeRow, SessionRow, Store, Tx, UserRow
-from ..verifier.code import (
-    CodeHasher,
-    InvalidConfidentialCode,
-    WeakCode,
-    check_policy,
-    generate_code,
-)
+from .codes import CodeHasher, InvalidConfidentialCode, WeakCode, check_policy, generate_code
 from .config import RulesConfig
 from .directory import Directory, subject_of
 from .interfaces import (

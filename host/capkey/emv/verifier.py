@@ -1,0 +1,413 @@
+"""Issuer-side verification of EMV CAP codes (docs/cap.md §5).
+
+Pure functions: no I/O, no clock, no global state. The caller (the rules service) owns the card
+state: it passes the card with its last accepted ATC, and on success persists the returned ATC as
+the new floor atomically (compare-and-set), so that a code is accepted once (rules.md R9).
+
+Every way a code can be wrong — not digits, too many bits, replayed, outside the window, wrong
+cryptogram, wrong mode data — raises the same :class:`InvalidCode`; the reason goes to the
+``capkey.emv.verifier`` debug logger, never with the code, the PAN or a key.
+
+Mode separation (rules.md "CAP verification specifics", R7, R8):
+
+- Respond: UN = the challenge (packed BCD, right-justified), amount 0. A challenge that packs to
+  UN 0 is refused (it is an Identify code).
+- Sign: UN = challenge, 9F02 = amount ≥ 1 (minor units). Amount 0 is refused (it is a Respond code).
+- Identify: UN 0, amount 0. Only for :func:`resync` and low-risk uses; never for a login that
+  issued a challenge.
+- Sign with data (Mode 2 + TDS): the AC is replaced by the TDS MAC before extraction.
+
+:func:`cap_challenge` turns the server's canonical record (``capkey.cert.payload``, the same bytes a
+certificate key signs) into what the person types; :func:`verify_cap_payload` verifies a code
+against that record, choosing the mode from the record's type (docs/cap.md §5.4).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+import hmac
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from . import hazmat as emv
+from .hazmat import check_digits, check_psn
+from .issuer import CardKeyRef, IssuerBackend
+from .profiles import AMOUNT_MAX, CapProfile
+
+__all__ = [
+    "InvalidCode",
+    "Mode",
+    "CapCard",
+    "CapChallenge",
+    "verify_cap",
+    "verify_cap_payload",
+    "resync",
+    "cap_challenge",
+    "transaction_challenge",
+    "operation_challenge",
+    "un_for",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Default and maximum resynchronisation search ranges.
+_RESYNC_SEARCH = 4096
+_RESYNC_SEARCH_MAX = 0xFFFF
+_CID_ARQC = 0x80
+_CID = bytes((_CID_ARQC,))
+_NO_AC = bytes(8)
+
+
+
+class InvalidCode(Exception):
+    """The code is not accepted. Deliberately carries no reason."""
+
+
+@enum.unique
+class Mode(enum.Enum):
+    IDENTIFY = "identify"
+    RESPOND = "respond"
+    SIGN = "sign"
+    SIGN_TDS = "tds"
+
+
+# ---------------------------------------------------------------------------------------------
+# Card state
+
+
+@dataclass(frozen=True)
+class CapCard:
+    """One card as the bank knows it: profile, identity, key reference and ATC floor.
+
+    `last_atc` is the last accepted ATC (or the personalised initial ATC): only codes strictly
+    above it are accepted. The verifier returns the new value; the caller stores it.
+    """
+
+    profile: CapProfile
+    pan: str
+    psn: int
+    imk_label: str
+    last_atc: int = 0
+    pin_try_limit: int = 3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.profile, CapProfile):
+            raise TypeError("profile must be a CapProfile")
+        check_digits("pan", self.pan, 12, 19)
+        check_psn(self.psn)
+        if isinstance(self.last_atc, bool) or not isinstance(self.last_atc, int) or not 0 <= self.last_atc <= 0xFFFF:
+            raise ValueError("last_atc must be 0..65535")
+        if isinstance(self.pin_try_limit, bool) or not isinstance(self.pin_try_limit, int) or not 1 <= self.pin_try_limit <= 15:
+            raise ValueError("pin_try_limit must be 1..15")
+        # Fails early on a bad label; kept as the key_ref cached property.
+        self.__dict__["key_ref"] = CardKeyRef(self.imk_label, self.pan, self.psn, self.profile.derivation)
+
+    @functools.cached_property
+    def key_ref(self) -> CardKeyRef:
+        return CardKeyRef(self.imk_label, self.pan, self.psn, self.profile.derivation)
+
+    @functools.cached_property
+    def _otp_prefix(self) -> bytes:
+        return bytes.fromhex(f"{self.psn:02d}") if self.profile.psn_prefix else b""
+
+    def with_atc(self, atc: int) -> CapCard:
+        if atc < self.last_atc:
+            raise ValueError("the ATC floor never moves backwards")
+        return replace(self, last_atc=atc)
+
+    def __repr__(self) -> str:  # no full PAN in logs (R18)
+        return f"CapCard({self.profile.name}, pan=…{self.pan[-4:]}, psn={self.psn:02d}, last_atc={self.last_atc})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Mode data
+
+
+class _Bad(Exception):
+    """Internal: malformed input, folded into InvalidCode at the boundary."""
+
+
+def un_for(mode: Mode, challenge: str | None) -> bytes:
+    """The 9F37 value a reader puts in for `mode` and `challenge` (docs/cap.md §1)."""
+    if mode in (Mode.IDENTIFY, Mode.SIGN_TDS):
+        return bytes(4)
+    return emv.pack_bcd(challenge or "", 4)
+
+
+_ZERO_UN = bytes(4)
+_ZERO_AMOUNT = bytes(6)
+
+
+def _mode_data(mode, challenge, amount, tds) -> tuple[bytes, bytes, tuple[str, ...] | None]:
+    if not isinstance(mode, Mode):
+        raise TypeError("mode must be a Mode")
+    if mode is Mode.IDENTIFY or mode is Mode.SIGN_TDS:
+        if challenge is not None or amount is not None:
+            raise _Bad("identify/tds take no challenge or amount")
+        fields = None
+        if mode is Mode.SIGN_TDS:
+            if tds is None or isinstance(tds, (str, bytes)):
+                raise _Bad("tds needs a sequence of digit strings")
+            fields = tuple(tds)
+            try:
+                emv.tds_block(fields)
+            except (TypeError, ValueError) as exc:
+                raise _Bad(f"tds: {exc}") from None
+        elif tds is not None:
+            raise _Bad("identify takes no tds")
+        return _ZERO_UN, _ZERO_AMOUNT, fields
+    if tds is not None:
+        raise _Bad("tds only in SIGN_TDS")
+    if not isinstance(challenge, str) or not 1 <= len(challenge) <= 8 or not challenge.isascii() or not challenge.isdigit():
+        raise _Bad("challenge must be 1-8 digits")
+    un = bytes.fromhex(challenge.zfill(8))
+    if un == _ZERO_UN:
+        raise _Bad("an all-zero challenge is an Identify code")
+    if mode is Mode.RESPOND:
+        if amount is not None:
+            raise _Bad("respond takes no amount")
+        return un, _ZERO_AMOUNT, None
+    # SIGN
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= AMOUNT_MAX:
+        raise _Bad("sign needs an amount 1..999999999999 (minor units)")
+    return un, bytes.fromhex(str(amount).zfill(12)), None
+
+
+def _parse_code(profile: CapProfile, code: object) -> int:
+    if not isinstance(code, str) or not code.isascii() or not code.isdigit():
+        raise _Bad("code must be ASCII digits")
+    if not 1 <= len(code) <= profile.digits:
+        raise _Bad("code length")
+    value = int(code)
+    if value >> profile.otp_bits:
+        raise _Bad("code has more bits than the IPB selects")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Core
+
+
+def _atc_candidates(profile: CapProfile, deposited: int, floor: int, window: int) -> list[int]:
+    mask = profile.atc_mask
+    want = deposited >> profile._atc_shift & mask
+    top = min(floor + window, 0xFFFF)
+    if mask & (mask + 1) == 0:  # the k low bits (every real IPB): step straight to each match
+        first = floor + 1 + ((want - floor - 1) & mask)
+        return list(range(first, top + 1, mask + 1))
+    return [atc for atc in range(floor + 1, top + 1) if atc & mask == want]
+
+
+def _match_at(card: CapCard, backend: IssuerBackend, deposited: int, atc: int, md: tuple) -> bool:
+    """Does the code (as `deposited` bits) match the card's cryptogram at `atc`?"""
+    profile = card.profile
+    ipb = profile._ipb
+    n = len(ipb)
+    mask = ipb.mask
+    known_mask = profile._known_mask
+    prefix = card._otp_prefix + _CID
+    atc_b = atc.to_bytes(2, "big")
+    un, amount, tds = md
+    head = profile._minimum_head(un, amount) + atc_b
+    ref = card.key_ref
+    want = deposited.to_bytes(n, "big")
+    ok = False
+    for iad in profile.iads_for(card.pin_try_limit):
+        known = prefix + atc_b + _NO_AC + iad
+        # Cheap pre-check of the constant bits (PSN, CID, ATC, IAD) before any cryptography.
+        if int.from_bytes(known[:n], "big") & known_mask != deposited & known_mask:
+            continue
+        ac = backend.generate_ac(ref, profile.cvn, head, iad)
+        if tds is not None:
+            ac = emv.tds_mac(ac, tds)
+        data = prefix + atc_b + ac + iad
+        got = (int.from_bytes(data[:n], "big") & mask).to_bytes(n, "big")
+        if hmac.compare_digest(got, want):
+            ok = True
+            break
+    return ok
+
+
+def verify_cap(
+    card: CapCard,
+    code: str,
+    *,
+    mode: Mode,
+    challenge: str | None = None,
+    amount: int | None = None,
+    currency: str | None = None,
+    tds: Sequence[str] | None = None,
+    key_backend: IssuerBackend,
+) -> int:
+    """Checks a CAP code; returns the ATC it was made at (store it as the card's new floor).
+
+    Raises :class:`InvalidCode` for every wrong or malformed code. `currency` is bound through
+    :func:`transaction_challenge` (the profiles' readers leave 5F2A at 0000); passing one here is
+    a programming error (ValueError).
+    """
+    if not isinstance(card, CapCard):
+        raise TypeError("card must be a CapCard")
+    if not isinstance(key_backend, IssuerBackend):
+        raise TypeError("key_backend must be an IssuerBackend")
+    if currency is not None:
+        raise ValueError("the CAP profiles do not MAC a currency: bind it with transaction_challenge")
+    profile = card.profile
+    try:
+        md = _mode_data(mode, challenge, amount, tds)
+        otp = _parse_code(profile, code)
+    except _Bad as exc:
+        _log.debug("CAP code refused (%s): %s", card.profile.name, exc)
+        raise InvalidCode() from None
+    deposited = profile._ipb.deposit(otp)
+    for atc in _atc_candidates(profile, deposited, card.last_atc, profile.window):
+        if _match_at(card, key_backend, deposited, atc, md):
+            return atc
+    _log.debug("CAP code refused (%s): no matching ATC above the floor", card.profile.name)
+    raise InvalidCode()
+
+
+def resync(
+    card: CapCard,
+    code1: str,
+    code2: str,
+    *,
+    search: int = _RESYNC_SEARCH,
+    key_backend: IssuerBackend,
+) -> int:
+    """Resynchronisation with two consecutive Identify codes (docs/cap.md §5.3).
+
+    Searches ATC values c in (floor, floor + search] such that `code1` matches at c and `code2`
+    at c + 1; exactly one such c must exist. Returns c + 1, the new floor (the two codes are thereby
+    consumed). Raises :class:`InvalidCode` otherwise. A resync proves possession of the card but is
+    not an authentication (it accepts Identify codes): do not open a session with it.
+    """
+    if not isinstance(card, CapCard):
+        raise TypeError("card must be a CapCard")
+    if not isinstance(key_backend, IssuerBackend):
+        raise TypeError("key_backend must be an IssuerBackend")
+    if isinstance(search, bool) or not isinstance(search, int) or not 2 <= search <= _RESYNC_SEARCH_MAX:
+        raise ValueError(f"search must be 2..{_RESYNC_SEARCH_MAX}")
+    profile = card.profile
+    try:
+        md = _mode_data(Mode.IDENTIFY, None, None, None)
+        otp1 = _parse_code(profile, code1)
+        otp2 = _parse_code(profile, code2)
+    except _Bad as exc:
+        _log.debug("CAP resync refused (%s): %s", profile.name, exc)
+        raise InvalidCode() from None
+    dep1, dep2 = profile._ipb.deposit(otp1), profile._ipb.deposit(otp2)
+    found = []
+    floor = card.last_atc
+    for c in _atc_candidates(profile, dep1, floor, search - 1):
+        # code2's ATC bits must fit c + 1 before any cryptography.
+        if c + 1 not in _atc_candidates(profile, dep2, c, 1):
+            continue
+        if _match_at(card, key_backend, dep1, c, md) and _match_at(card, key_backend, dep2, c + 1, md):
+            found.append(c + 1)
+    if len(found) != 1:
+        _log.debug("CAP resync refused (%s): %d matching positions", profile.name, len(found))
+        raise InvalidCode()
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the person types: challenges from the server's canonical record (R7, R8)
+
+_CHALLENGE_TAG = b"capkey/cap-challenge/v1\x00"
+_SERVER_DIGITS = 4  # Sign: digits from the hash; the other 4 are payee digits (or the count)
+
+
+@dataclass(frozen=True)
+class CapChallenge:
+    """What the person enters in the reader for a record, and how the verifier checks it.
+
+    For Sign, `challenge` = `server_digits` ‖ `payee_digits` and the person types the amount
+    themselves (`amount`, in minor units, goes into 9F02).
+    """
+
+    mode: Mode
+    challenge: str
+    amount: int | None = None
+    server_digits: str = ""
+    payee_digits: str = ""
+
+
+def _record_bytes(record) -> tuple[object, bytes]:
+    from ..cert import payload as _payload  # the canonical bytes a certificate key would sign
+
+    if isinstance(record, (bytes, bytearray, memoryview)):
+        record = _payload.SignedPayload(bytes(record))
+    if isinstance(record, _payload.SignedPayload):
+        return record.fields, bytes(record)
+    if isinstance(record, (_payload.LoginPayload, _payload.PaymentPayload, _payload.BatchPayload, _payload.OperationPayload)):
+        return record, bytes(record.to_bytes())
+    raise TypeError("record must be a capkey.cert.payload payload (or its bytes)")
+
+
+def _hash_digits(data: bytes, n: int) -> str:
+    h = hashlib.sha256(_CHALLENGE_TAG + data).digest()
+    return str(int.from_bytes(h, "big") % 10**n).zfill(n)
+
+
+def _last_digits(text: str, n: int) -> str:
+    digits = "".join(c for c in text if c.isdigit())
+    return digits[-n:].zfill(n)
+
+
+def cap_challenge(record) -> CapChallenge:
+    """Maps a canonical record (``capkey.cert.payload``: Payment, Batch, Operation, Login, or its bytes,
+    which include the server's 32-byte random challenge) to the CAP entry (docs/cap.md §5.4):
+
+    - PAYMENT → Sign: challenge = H4 ‖ last 4 digits of the payee IBAN; amount = the amount.
+    - BATCH → Sign: challenge = H4 ‖ the order count (4 digits); amount = the total.
+    - OPERATION, LOGIN → Respond: challenge = H8.
+
+    Hk = SHA-256("capkey/cap-challenge/v1" 00 ‖ payload bytes) as a big-endian integer mod 10^k,
+    zero-padded to k digits. A Respond challenge that would be 00000000 (an Identify code) is
+    never produced: the hash is re-tagged until it is not.
+    """
+    from ..cert import payload as _payload
+
+    fields, data = _record_bytes(record)
+    if isinstance(fields, _payload.PaymentPayload):
+        h = _hash_digits(data, _SERVER_DIGITS)
+        p = _last_digits(fields.payee_iban, 8 - _SERVER_DIGITS)
+        return CapChallenge(Mode.SIGN, h + p, fields.amount, h, p)
+    if isinstance(fields, _payload.BatchPayload):
+        h = _hash_digits(data, _SERVER_DIGITS)
+        p = str(fields.count).zfill(8 - _SERVER_DIGITS)
+        return CapChallenge(Mode.SIGN, h + p, fields.total, h, p)
+    h = _hash_digits(data, 8)
+    i = 0
+    while h == "00000000":
+        i += 1
+        h = _hash_digits(data + i.to_bytes(4, "big"), 8)
+    return CapChallenge(Mode.RESPOND, h, None, h, "")
+
+
+def transaction_challenge(record) -> str:
+    """The 8-digit Sign challenge of a PAYMENT or BATCH record (see :func:`cap_challenge`)."""
+    c = cap_challenge(record)
+    if c.mode is not Mode.SIGN:
+        raise TypeError("transaction_challenge takes a PAYMENT or BATCH record")
+    return c.challenge
+
+
+def operation_challenge(record) -> str:
+    """The 8-digit Respond challenge of an OPERATION (R8) or LOGIN record."""
+    c = cap_challenge(record)
+    if c.mode is not Mode.RESPOND:
+        raise TypeError("operation_challenge takes an OPERATION or LOGIN record")
+    return c.challenge
+
+
+def verify_cap_payload(card: CapCard, code: str, record, *, key_backend: IssuerBackend) -> int:
+    """Verifies a code made for the server's own record: the mode, challenge and amount all come
+    from the record (so a Respond code never passes for a payment, nor a Sign code for a login).
+    Returns the ATC to store. Raises :class:`InvalidCode`."""
+    c = cap_challenge(record)
+    return verify_cap(card, code, mode=c.mode, challenge=c.challenge, amount=c.amount, key_backend=key_backend)
+
