@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from capkey.emv.issuer import TEST_IMK_LABEL, SoftwareIssuerBackend, personalisation_data
-from capkey.emv.profiles import MC_CAP_CVN16, VISA_DPA_CVN10, CapProfile
+from capkey.emv.profiles import CapProfile, profile_by_id
 from capkey.emv.verifier import CapCard
 
 CARD_STATUS = 0x20
@@ -20,7 +20,6 @@ APDU = 0x24
 CARD_RESET = 0x25
 
 PIN = "1234"
-PROFILES = {1: VISA_DPA_CVN10, 2: MC_CAP_CVN16}
 PANS = {1: "4761739001010010", 2: "5413330089020011"}
 
 
@@ -86,7 +85,7 @@ def personalise(device, operator, profile_id: int = 1, psn: int = 1, limit: int 
     """Factory state (wiping with a keypad confirmation if needed), then the test card."""
     wipe_if_needed(device, operator)
     backend = SoftwareIssuerBackend.for_tests()
-    profile: CapProfile = PROFILES[profile_id]
+    profile: CapProfile = profile_by_id(profile_id)
     data = personalisation_data(backend, profile=profile, imk_label=TEST_IMK_LABEL,
                                 pan=PANS[profile_id], psn=psn, pin=PIN, pin_try_limit=limit)
     try:
