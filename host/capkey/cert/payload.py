@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum, unique
+from typing import cast
 
 from ..catalog.operations import SENSITIVE
 
@@ -76,8 +77,9 @@ class PayloadType(IntEnum):
 
 
 #: Purpose numbers of OPERATION payloads: the catalogue's R8 operations.
-Purpose = unique(IntEnum(  # type: ignore[misc]
-    "Purpose", [(k.name, k.purpose) for k in SENSITIVE if k.purpose is not None]))
+#: (Built from the catalogue, so type checkers see `type[IntEnum]`: index it, Purpose["…"].)
+Purpose = unique(cast("type[IntEnum]", IntEnum(
+    "Purpose", [(k.name, k.purpose) for k in SENSITIVE if k.purpose is not None])))
 
 _PURPOSE_TITLES = {k.purpose: k.title for k in SENSITIVE if k.purpose is not None}
 
@@ -402,7 +404,7 @@ class OperationPayload(_Fields):
     """Another sensitive operation (R8): the purpose and the server's operation id."""
 
     challenge: bytes
-    purpose: Purpose
+    purpose: IntEnum  # a Purpose member
     operation_id: str
 
     TYPE = PayloadType.OPERATION

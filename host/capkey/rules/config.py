@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .model import DEFAULT_SENSITIVE, Operation
+from .model import CHANGE_CODE, DEFAULT_SENSITIVE, Operation
 
 
 class ConfigError(ValueError):
@@ -50,7 +50,7 @@ class RulesConfig:
         ops = frozenset(op.value if isinstance(op, Operation) else op for op in ops)
         if not ops:
             raise ConfigError("sensitive_operations can never be empty")
-        if Operation.CHANGE_CODE.value in ops:
+        if CHANGE_CODE in ops:
             raise ConfigError("CHANGE_CODE cannot need a step-up (R14 allows it alone)")
         object.__setattr__(self, "sensitive_operations", ops)
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum, unique
+from typing import cast
 
 from ..catalog.operations import SENSITIVE
 
@@ -50,8 +51,10 @@ class Method(StrEnum):
 
 #: Operations the rules know by name: the catalogue's sensitive operations (declared once in
 #: ``capkey.catalog.operations``) and CHANGE_CODE. Any other string is an ordinary operation.
-Operation = unique(StrEnum(  # type: ignore[misc]
-    "Operation", [(k.name, k.name) for k in SENSITIVE] + [("CHANGE_CODE", "CHANGE_CODE")]))
+#: (Built from the catalogue, so type checkers see `type[StrEnum]`: index it, Operation["…"].)
+CHANGE_CODE = "CHANGE_CODE"
+Operation = unique(cast("type[StrEnum]", StrEnum(
+    "Operation", [(k.name, k.name) for k in SENSITIVE] + [(CHANGE_CODE, CHANGE_CODE)])))
 
 #: The guide's sensitive operations (rules.md S).
 DEFAULT_SENSITIVE = frozenset(k.name for k in SENSITIVE)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime
+from enum import StrEnum
 from functools import partial
 
 from ..store import ChallengeRow, SessionRow, Tx, UserRow
 from .core import TOKEN, US, Events, ServiceCore, audited, evidence_ok, from_us, secret_ok
 from .interfaces import CapMode, SigningIntent
 from .model import (
+    CHANGE_CODE,
     PAYMENT_OPERATIONS,
     Batch,
     CertEvidence,
@@ -42,7 +44,7 @@ class StepUpRules(ServiceCore):
     def _operation_ok(self, operation: object) -> bool:
         return isinstance(operation, str) and bool(_OPERATION.match(operation))
 
-    def authorize(self, session: Session | str, operation: str | Operation, *,
+    def authorize(self, session: Session | str, operation: str | StrEnum, *,
                   transaction: Transaction | None = None, operation_id: str | None = None,
                   now: datetime | None = None) -> Outcome:
         """May this session perform `operation` now? For a sensitive operation, OK consumes the
@@ -58,7 +60,7 @@ class StepUpRules(ServiceCore):
             # The audit reason is "<operation>[:<why>]"; a malformed operation is not written.
             if not self._operation_ok(op):
                 return answer(Outcome.INVALID_REQUEST, "?:bad_operation")
-            if row.must_change and op != Operation.CHANGE_CODE.value:  # R14
+            if row.must_change and op != CHANGE_CODE:  # R14
                 return answer(Outcome.CODE_CHANGE_REQUIRED, op)
             if op not in self.config.sensitive_operations:
                 return answer(Outcome.OK, op)
@@ -73,7 +75,7 @@ class StepUpRules(ServiceCore):
                 return answer(Outcome.AUTH_FAILED, f"{op}:record_changed")
             return answer(Outcome.STEP_UP_REQUIRED, op)
 
-    def begin_step_up(self, session: Session | str, operation: str | Operation, *,
+    def begin_step_up(self, session: Session | str, operation: str | StrEnum, *,
                       transaction: Transaction | None = None, operation_id: str | None = None,
                       now: datetime | None = None) -> StepUpChallenge:
         """Issues the operation-bound challenge (R7, R8, R9): 256 random bits, bound to the user,
