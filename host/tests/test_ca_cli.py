@@ -57,18 +57,18 @@ def test_ca_provision_enrol_list_revoke(run, tmp_path):
         "--user",
         "01",
     ).output
-    assert "emplacement 1" in out and "UID=01" in out
+    assert "slot 1" in out and "UID=01" in out
     listing = run("cert", "list", "--device", "socket://x").output
-    assert "Essais PIN restants : 8 (avant débranchement : 3)" in listing
-    assert "[1] CN=123456789 01" in listing and "[0] vide" in listing
+    assert "PIN tries left: 8 (before unplugging: 3)" in listing
+    assert "[1] CN=123456789 01" in listing and "[0] empty" in listing
     ca = CertificateAuthority.load(tmp_path / "ca", password=b"s3cret-pass")
     (record,) = ca.issued()
-    assert run("cert", "issued").output.count("valide") == 1
+    assert run("cert", "issued").output.count("valid") == 1
     run("cert", "revoke", record.fingerprint, "--reason", "key_compromise")
-    assert "révoqué" in run("cert", "issued").output
+    assert "revoked" in run("cert", "issued").output
     crl = ca.published_crls()[1]
     assert crl.get_revoked_certificate_by_serial_number(int(record.serial_number, 16))
-    assert "certificats: 1 (révoqués 1)" in run("cert", "ca", "show").output
+    assert "certificates: 1 (revoked 1)" in run("cert", "ca", "show").output
 
 
 def test_enrol_without_provisioning_is_refused(run):
@@ -93,4 +93,4 @@ def test_enrol_without_provisioning_is_refused(run):
 def test_wrong_password(run, monkeypatch):
     run("cert", "ca", "init", "--name", "B")
     monkeypatch.setenv("CAPKEY_CA_PASSWORD", "wrong")
-    assert "AC illisible" in str(run("cert", "issued", ok=False).exception)
+    assert "unreadable CA" in str(run("cert", "issued", ok=False).exception)

@@ -90,11 +90,11 @@ URL = "socket://127.0.0.1:4711"
 def test_info(sim):
     r = capkey_cli("info", "--device", URL)
     assert r.exit_code == 0, r.output
-    assert "Firmware        : 0.1.0" in r.output
-    assert "Carte           : sim" in r.output
-    assert "Numéro de série : abcd" in r.output
-    assert "Mémoire libre   : 65536 / 131072 octets" in r.output
-    assert "Applications    : cap 0.1.0" in r.output
+    assert "Firmware      : 0.1.0" in r.output
+    assert "Board         : sim" in r.output
+    assert "Serial number : abcd" in r.output
+    assert "Free memory   : 65536 / 131072 bytes" in r.output
+    assert "Applications  : cap 0.1.0" in r.output
     assert sim.urls == [URL]
 
 
@@ -120,14 +120,14 @@ def test_press(sim):
 
 def test_press_refuses_bad_keys_before_opening(sim):
     r = capkey_cli("press", "-d", URL, "12x")
-    assert r.exit_code == 2 and "touches possibles" in r.output and sim.urls == []
+    assert r.exit_code == 2 and "keys are among" in r.output and sim.urls == []
 
 
 def test_press_unsupported_is_one_sentence(sim):
     sim.press_ok = False
     r = capkey_cli("press", "-d", URL, "1")
-    assert isinstance(r.exception, CliFail)
-    assert str(r.exception) == "Cette carte ne le permet pas (le simulateur seulement)."
+    assert isinstance(r.exception, CliFail) and r.exception.status == 1
+    assert str(r.exception) == "this board cannot do that (the simulator only)."
 
 
 def test_reboot(sim):
@@ -135,39 +135,45 @@ def test_reboot(sim):
     assert r.exit_code == 0 and sim.rebooted
 
 
+def run_main(*argv) -> int:
+    """`capkey ARGV` through main(), the one place that turns failures into exit statuses; the
+    output is in capsys."""
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(SystemExit) as e:
+        mp.setattr(sys, "argv", ["capkey", *argv])
+        cli_main.main()
+    return e.value.code
+
+
 @pytest.mark.parametrize("url,setup,message", [
-    ("socket://127.0.0.1:1", None, "aucun appareil à socket://127.0.0.1:1."),
-    ("/dev/ttyBUSY", None, "le port /dev/ttyBUSY est utilisé par un autre programme."),
-    (URL, "version", "version de protocole incompatible (hôte 1..1, appareil 2..2)"),
+    ("socket://127.0.0.1:1", None, "Error: no device at socket://127.0.0.1:1"),
+    ("/dev/ttyBUSY", None, "Error: /dev/ttyBUSY is in use by another program"),
+    (URL, "version", "Error: protocol version mismatch: this host speaks 1..1, the device 2..2"),
 ])
-def test_failures_are_one_line(sim, url, setup, message):
+def test_link_failures_are_one_line_and_exit_3(sim, capsys, url, setup, message):
     if setup == "version":
         sim.version = b"\x02"
-    r = capkey_cli("info", "-d", url)
-    assert isinstance(r.exception, CliFail)
-    assert str(r.exception).startswith(message)
-    assert "\n" not in str(r.exception)
+    assert run_main("info", "-d", url) == 3
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
 
 
-def test_timeout_is_one_line(sim, monkeypatch):
+def test_timeout_is_one_line(sim, monkeypatch, capsys):
     sim.handler = lambda f: []
     monkeypatch.setattr("capkey._cli.device.HELLO_TIMEOUT", 0.2)
-    r = capkey_cli("info", "-d", URL)
-    assert isinstance(r.exception, CliFail)
-    assert str(r.exception) == f"l'appareil à {URL} ne répond pas (délai dépassé)."
+    assert run_main("info", "-d", URL) == 3
+    assert capsys.readouterr().err == (f"Error: no answer to HELLO from {URL}: is it a capkey "
+                                       "running its firmware?\n")
 
 
-def test_main_prints_one_line_and_exits_non_zero(sim, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["capkey", "info", "-d", "socket://127.0.0.1:1"])
-    with pytest.raises(SystemExit) as e:
-        cli_main.main()
-    assert e.value.code == 1
-    assert capsys.readouterr().err == "Erreur : aucun appareil à socket://127.0.0.1:1.\n"
+def test_main_prints_one_line_and_exits_non_zero(sim, capsys):
+    assert run_main("info", "-d", "socket://127.0.0.1:1") == 3
+    assert capsys.readouterr().err == "Error: no device at socket://127.0.0.1:1\n"
 
 
 def test_no_device_found(sim):
     r = capkey_cli("info")
-    assert isinstance(r.exception, CliFail) and "aucun appareil capkey trouvé" in str(r.exception)
+    assert isinstance(r.exception, CliFail) and "no capkey device found" in str(r.exception)
+    assert r.exception.status == 3
 
 
 def test_several_devices_listed(sim, monkeypatch):
@@ -188,7 +194,7 @@ def test_devices_lists(sim, monkeypatch):
     monkeypatch.setattr("capkey._cli.device.scan_devices", lambda **kw: [
         DeviceCandidate("/dev/ttyACM0", "usb", "Raspberry Pi Pico", "E66")])
     r = capkey_cli("devices")
-    assert r.output == "/dev/ttyACM0\tusb\tRaspberry Pi Pico  n° E66\n"
+    assert r.output == "/dev/ttyACM0\tusb\tRaspberry Pi Pico  serial E66\n"
 
 
 def test_png_pixels():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .util import CliFail
+from .util import CliFail, open_db
 
 _DB_HELP = "SQLite file or postgresql:// DSN (env CAPKEY_DB; default capkey.db)."
 
@@ -27,17 +27,12 @@ class _Ctx:
         self.actor = actor
         self._store = None
 
-    def directory(self):
+    def directory(self, *, existing: bool = False):
+        """`existing`: a read command, which must not create a database."""
         from capkey.rules import Directory
-        from capkey.store import StoreError, open_store
 
         if self._store is None:
-            try:
-                self._store = open_store(self.db)
-            except StoreError as exc:
-                raise CliFail(f"base de données inutilisable : {exc}") from None
-            except Exception as exc:  # connection refused, bad path…
-                raise CliFail(f"ouverture de la base impossible ({type(exc).__name__})") from None
+            self._store = open_db(self.db, existing=existing)
         return Directory(self._store)
 
 
@@ -50,7 +45,7 @@ def _run(fn, *args, **kwargs):
     except DirectoryError as exc:
         raise CliFail(str(exc)) from None
     except WeakCode as exc:
-        raise CliFail(f"code refusé par la politique ({exc.reason})") from None
+        raise CliFail(f"code refused by the policy ({exc.reason})") from None
 
 
 @click.group()
@@ -67,9 +62,9 @@ def admin(ctx: click.Context, db: str | None, actor: str) -> None:
 @click.argument("subscription")
 @click.pass_obj
 def create_subscription(obj: _Ctx, subscription: str) -> None:
-    """Create a subscription (Identifiant client)."""
+    """Create a subscription (the portal's "Identifiant client")."""
     _run(obj.directory().create_subscription, subscription, actor=obj.actor)
-    click.echo(f"abonnement {subscription} créé")
+    click.echo(f"subscription {subscription} created")
 
 
 @admin.command("add-user")
@@ -79,9 +74,9 @@ def create_subscription(obj: _Ctx, subscription: str) -> None:
               show_default=True)
 @click.pass_obj
 def add_user(obj: _Ctx, subscription: str, user_no: str, role: str) -> None:
-    """Add a user (numéro Utilisateur) to a subscription."""
+    """Add a user (the portal's "Numéro Utilisateur") to a subscription."""
     _run(obj.directory().add_user, subscription, user_no, role, actor=obj.actor)
-    click.echo(f"utilisateur {subscription}/{user_no} créé ({role})")
+    click.echo(f"user {subscription}/{user_no} created ({role})")
 
 
 @admin.command("set-code")
@@ -92,8 +87,8 @@ def set_code(obj: _Ctx, subscription: str, user_no: str) -> None:
     """Give a user a new one-time confidential code (printed once; change forced at first login).
     Also clears failure counters and blocks."""
     code = _run(obj.directory().set_code, subscription, user_no, actor=obj.actor)
-    click.echo(f"code confidentiel à usage unique pour {subscription}/{user_no} : {code}")
-    click.echo("Il ne sera plus affiché ; seul son condensat Argon2id est conservé.", err=True)
+    click.echo(f"one-time confidential code for {subscription}/{user_no}: {code}")
+    click.echo("It will not be shown again; only its Argon2id hash is kept.", err=True)
 
 
 admin.add_command(set_code, "reset-code")
@@ -110,10 +105,10 @@ def attach_card(obj: _Ctx, subscription: str, user_no: str, profile: Path, label
     try:
         data = json.loads(profile.read_text())
     except (OSError, ValueError) as exc:
-        raise CliFail(f"profil illisible : {exc}") from None
+        raise CliFail(f"unreadable profile: {exc}") from None
     card_id = _run(obj.directory().attach_card, subscription, user_no, data, actor=obj.actor,
                    label=label)
-    click.echo(f"carte {card_id} rattachée à {subscription}/{user_no}")
+    click.echo(f"card {card_id} attached to {subscription}/{user_no}")
 
 
 @admin.command("attach-cert")
@@ -131,10 +126,10 @@ def attach_cert(obj: _Ctx, subscription: str, user_no: str, certificate: Path) -
         cert = (x509.load_pem_x509_certificate(raw) if b"-----BEGIN" in raw
                 else x509.load_der_x509_certificate(raw))
     except ValueError:
-        raise CliFail("certificat X.509 illisible (PEM ou DER attendu)") from None
+        raise CliFail("unreadable X.509 certificate (PEM or DER expected)") from None
     cert_id = _run(obj.directory().attach_certificate, subscription, user_no,
                    cert.public_bytes(Encoding.DER), actor=obj.actor)
-    click.echo(f"certificat {cert_id} (n° de série {cert.serial_number:x}) rattaché à "
+    click.echo(f"certificate {cert_id} (serial number {cert.serial_number:x}) attached to "
                f"{subscription}/{user_no}")
 
 
@@ -145,8 +140,8 @@ def attach_cert(obj: _Ctx, subscription: str, user_no: str, certificate: Path) -
 def unblock(obj: _Ctx, subscription: str, user_no: str) -> None:
     """Lift a temporary or permanent block (bank back-office action, audited)."""
     changed = _run(obj.directory().unblock, subscription, user_no, actor=obj.actor)
-    click.echo(f"{subscription}/{user_no} débloqué" if changed else
-               f"{subscription}/{user_no} n'était pas bloqué")
+    click.echo(f"{subscription}/{user_no} unblocked" if changed else
+               f"{subscription}/{user_no} was not blocked")
 
 
 @admin.command()
@@ -164,7 +159,7 @@ def revoke(obj: _Ctx, kind: str, subscription: str, user_no: str | None,
         raise click.UsageError(f"{kind} needs USER_NO")
     changed = _run(obj.directory().deactivate, kind, actor=obj.actor, subscription=subscription,
                    user_no=user_no, credential_id=credential_id)
-    click.echo("désactivé" if changed else "déjà inactif")
+    click.echo("deactivated" if changed else "already inactive")
 
 
 admin.add_command(revoke, "deactivate")
@@ -180,25 +175,25 @@ def _fmt(dt) -> str:
 @click.pass_obj
 def show(obj: _Ctx, subscription: str, user_no: str | None) -> None:
     """Show a user's state (tries, blocks, last SCA, credentials), or every user's."""
-    directory = obj.directory()
+    directory = obj.directory(existing=True)
     states = ([_run(directory.user_state, subscription, user_no)] if user_no
               else _run(directory.users, subscription))
     for st in states:
         block = ("permanent" if st.permanently_blocked else
-                 f"jusqu'à {_fmt(st.blocked_until)}" if st.blocked_until else "non")
-        click.echo(f"{st.subscription}/{st.user_no}  rôle {st.role.value}  "
-                   f"{'actif' if st.active else 'INACTIF'}")
-        click.echo(f"  échecs consécutifs {st.failures}  blocage {block}  "
-                   f"blocages temporaires {st.temporary_blocks}")
-        click.echo(f"  dernière authentification forte {_fmt(st.last_sca_at)}")
-        click.echo(f"  code confidentiel {'oui' if st.has_code else 'non'}"
-                   f"{' (à changer)' if st.must_change else ''}")
+                 f"until {_fmt(st.blocked_until)}" if st.blocked_until else "no")
+        click.echo(f"{st.subscription}/{st.user_no}  role {st.role.value}  "
+                   f"{'active' if st.active else 'INACTIVE'}")
+        click.echo(f"  consecutive failures {st.failures}  blocked {block}  "
+                   f"temporary blocks {st.temporary_blocks}")
+        click.echo(f"  last strong authentication {_fmt(st.last_sca_at)}")
+        click.echo(f"  confidential code {'yes' if st.has_code else 'no'}"
+                   f"{' (to be changed)' if st.must_change else ''}")
         for cid, label, atc, active in st.cards:
-            click.echo(f"  carte {cid} {label}  dernier ATC {atc}  "
-                       f"{'active' if active else 'révoquée'}")
+            click.echo(f"  card {cid} {label}  last ATC {atc}  "
+                       f"{'active' if active else 'revoked'}")
         for cid, serial, fingerprint, active in st.certificates:
-            click.echo(f"  certificat {cid} série {serial}  sha256 {fingerprint[:16]}…  "
-                       f"{'actif' if active else 'révoqué'}")
+            click.echo(f"  certificate {cid} serial {serial}  sha256 {fingerprint[:16]}…  "
+                       f"{'active' if active else 'revoked'}")
 
 
 COMMANDS = [admin]

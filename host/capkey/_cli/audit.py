@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .util import CliFail
-
-
-def _store(db: str | None):
-    from capkey.store import StoreError, open_store
-
-    try:
-        return open_store(db)
-    except StoreError as exc:
-        raise CliFail(f"base de données inutilisable : {exc}") from None
-    except Exception as exc:
-        raise CliFail(f"ouverture de la base impossible ({type(exc).__name__})") from None
+from .util import CliFail, open_db
 
 
 @click.group()
@@ -30,25 +19,27 @@ def audit(ctx: click.Context, db: str | None) -> None:
 @audit.command()
 @click.pass_obj
 def verify(db: str | None) -> None:
-    """Check every record's hash and link and the chain heads; exit 1 on any problem."""
-    report = _store(db).verify_audit()
+    """Check every record's hash and link and the chain heads; exit 1 on any problem (2 if there
+    is no database at --db: a typo must not read as an intact, empty trail)."""
+    report = open_db(db, existing=True).verify_audit()
     for problem in report.problems:
-        click.echo(f"ALTÉRATION : {problem}", err=True)
+        click.echo(f"ALTERED: {problem}", err=True)
     if not report.ok:
-        raise CliFail(f"journal d'audit altéré ({len(report.problems)} anomalie(s) sur "
-                      f"{report.records} enregistrements)")
-    click.echo(f"journal d'audit intègre : {report.records} enregistrements")
+        raise CliFail(f"the audit trail was altered ({len(report.problems)} problem(s) in "
+                      f"{report.records} records)")
+    click.echo(f"audit trail intact: {report.records} records")
 
 
 @audit.command("list")
 @click.option("--subject", default=None, help="Only records about this subject (C1/U1).")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="How many of the latest records.")
 @click.pass_obj
 def list_records(db: str | None, subject: str | None, limit: int) -> None:
     """Print the latest records (time, actor, subject, method, result, reason)."""
     from capkey.rules import from_us
 
-    with _store(db).read() as tx:
+    with open_db(db, existing=True).read() as tx:
         rows = tx.audit_rows()
     rows = [r for r in rows if subject is None or r[4] == subject]
     rows.sort(key=lambda r: (r[2], r[0], r[1]))

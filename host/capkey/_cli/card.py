@@ -7,6 +7,8 @@ hex). `--test-keys` uses the published EMV test IMK instead (tests and demos onl
 
 A card file (JSON, written by `personalise --card-file`) is what the bank keeps per card for
 `capkey card verify`: profile, PAN, PSN, IMK label, PIN try limit and the last accepted ATC.
+
+The one prompt is the card's PIN in `personalise` (hidden, twice); `--pin-file` replaces it.
 """
 
 from __future__ import annotations
@@ -28,15 +30,16 @@ from ..emv.issuer import (
 )
 from ..emv.profiles import PROFILES, profile_by_id
 from ..emv.verifier import CapCard, InvalidCode, Mode, resync, verify_cap
-from ..link.card import KEEPALIVE_WAITING_FOR_USER, CapMode, CardClient, CardState
-from ..link.errors import Cancelled, PinBlocked, PinInvalid, ProtocolError
+from ..link.card import CapMode, CardClient, CardState
+from ..link.errors import PinBlocked, ProtocolError
+from ..link.transport import mask_pan
 from .device import _device_option, _open
-from .util import CliFail
+from .util import EXIT_DEVICE, EXIT_USAGE, CliFail, ask_secret, read_secret_file, waiting_printer
 
 _MODES = {"identify": CapMode.IDENTIFY, "respond": CapMode.RESPOND, "sign": CapMode.SIGN, "tds": CapMode.TDS}
 _VERIFY_MODES = {"identify": Mode.IDENTIFY, "respond": Mode.RESPOND, "sign": Mode.SIGN, "tds": Mode.SIGN_TDS}
-_STATES = {CardState.FACTORY: "vierge (usine)", CardState.PERSONALISED: "personnalisée",
-           CardState.ERROR: "illisible (effacement nécessaire)"}
+_STATES = {CardState.FACTORY: "blank (factory)", CardState.PERSONALISED: "personalised",
+           CardState.ERROR: "unreadable (wipe it)"}
 
 
 def _read_kek(path: Path) -> bytes:
@@ -47,26 +50,26 @@ def _read_kek(path: Path) -> bytes:
         except (UnicodeDecodeError, ValueError):
             pass
     if len(raw) not in (16, 24, 32):
-        raise CliFail(f"{path} : la clé de chiffrement de clés (KEK) doit faire 16, 24 ou 32 octets.")
+        raise CliFail(f"{path}: the key-encryption key (KEK) must be 16, 24 or 32 bytes.")
     return raw
 
 
 def _backend(imk_file: Path | None, kek_file: Path | None, test_keys: bool) -> tuple[SoftwareIssuerBackend, str]:
     if test_keys:
         if imk_file is not None:
-            raise click.UsageError("--test-keys et --imk-file s'excluent.")
+            raise click.UsageError("--test-keys and --imk-file exclude each other.")
         return SoftwareIssuerBackend.for_tests(), TEST_IMK_LABEL
     if imk_file is None or kek_file is None:
-        raise click.UsageError("donnez --imk-file et --kek-file (ou --test-keys pour la clé de test publique).")
+        raise click.UsageError("give --imk-file and --kek-file (or --test-keys for the public test key).")
     try:
         doc = json.loads(imk_file.read_text())
         label, wrapped = doc["label"], bytes.fromhex(doc["wrapped"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CliFail(f"{imk_file} : fichier de clé émetteur illisible ({exc}).") from exc
+        raise CliFail(f"{imk_file}: unreadable issuer key file ({exc}).") from exc
     try:
         backend = SoftwareIssuerBackend.from_wrapped(_read_kek(kek_file), {label: wrapped})
     except ValueError as exc:
-        raise CliFail(f"{imk_file} : {exc}") from exc
+        raise CliFail(f"{imk_file}: {exc}") from exc
     return backend, label
 
 
@@ -79,35 +82,18 @@ def _keys_options(f):
     return f
 
 
-def _protocol_fail(exc: ProtocolError) -> CliFail:
-    if isinstance(exc, PinInvalid):
-        return CliFail(f"code PIN incorrect : {exc.attempts_remaining} essai(s) restant(s).", status=3)
+_SENTENCES = {
+    ProtocolError.ERR.ALREADY_PERSONALISED: "the card is already personalised: wipe it first "
+    "(`capkey card wipe`, confirmed on the device).",
+    ProtocolError.ERR.NOT_PERSONALISED: "the card is not personalised.",
+    ProtocolError.ERR.WRONG_STATE: "the card is unreadable: wipe it first.",
+}
+
+
+def _protocol_fail(exc: ProtocolError) -> str | None:
     if isinstance(exc, PinBlocked):
-        return CliFail("code PIN bloqué : la carte doit être réinitialisée par la banque.", status=4)
-    if isinstance(exc, Cancelled):
-        return CliFail("opération annulée.", status=130)
-    sentences = {
-        ProtocolError.ERR.ALREADY_PERSONALISED: "la carte est déjà personnalisée : effacez-la d'abord "
-        "(`capkey card wipe`, confirmation sur l'appareil).",
-        ProtocolError.ERR.NOT_PERSONALISED: "la carte n'est pas personnalisée.",
-        ProtocolError.ERR.DENIED: "refusé sur l'appareil.",
-        ProtocolError.ERR.TIMEOUT: "pas de réponse sur l'appareil à temps.",
-        ProtocolError.ERR.INVALID_PARAMETER: "l'appareil a refusé les paramètres.",
-        ProtocolError.ERR.WRONG_STATE: "la carte est illisible : effacez-la d'abord.",
-    }
-    return CliFail(sentences.get(exc.code, f"l'appareil a répondu par une erreur ({exc})."))
-
-
-def _keepalive_printer():
-    last = {"status": None}
-
-    def on_keepalive(status: int) -> None:
-        if status != last["status"]:
-            last["status"] = status
-            if status == KEEPALIVE_WAITING_FOR_USER:
-                click.echo("Confirmez sur l'appareil et saisissez-y le code PIN…", err=True)
-
-    return on_keepalive
+        return "the PIN is blocked: the bank must reset the card."
+    return _SENTENCES.get(exc.code)
 
 
 @click.group("card")
@@ -116,18 +102,20 @@ def card() -> None:
 
 
 @card.command("new-imk")
-@click.option("--kek-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--kek-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Key-encryption key (32 bytes raw or hex) that wraps the IMK.")
 @click.option("--label", default="imk-1", show_default=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The IMK file to write (JSON, wrapped).")
 def new_imk(kek_file: Path, label: str, out: Path) -> None:
     """Create a random issuer master key, stored wrapped under the KEK."""
     if out.exists():
-        raise CliFail(f"{out} existe déjà.")
+        raise CliFail(f"{out} already exists.")
     imk = generate_imk()
     doc = {"label": label, "wrapped": wrap_key(_read_kek(kek_file), imk).hex(), "kcv": emv.kcv(imk).hex().upper()}
     out.write_text(json.dumps(doc, indent=1) + "\n")
     os.chmod(out, 0o600)
-    click.echo(f"IMK {label} créée, KCV {doc['kcv']}.")
+    click.echo(f"IMK {label} created, KCV {doc['kcv']}.")
 
 
 @card.command("personalise")
@@ -139,22 +127,28 @@ def new_imk(kek_file: Path, label: str, out: Path) -> None:
 @click.option("--initial-atc", default=0, show_default=True, type=click.IntRange(0, 0xFF00))
 @click.option("--card-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the bank's card record here (for `capkey card verify`).")
+@click.option("--pin-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File whose first line is the card's PIN, instead of the prompt (for scripts).")
 @_keys_options
-def personalise(url, profile, pan, psn, pin_tries, initial_atc, card_file, imk_file, kek_file, test_keys) -> None:
-    """Derive the card key from the IMK and load card data and PIN into a factory-state device."""
+def personalise(url, profile, pan, psn, pin_tries, initial_atc, card_file, pin_file, imk_file, kek_file,
+                test_keys) -> None:
+    """Derive the card key from the IMK and load card data and PIN into a factory-state device.
+
+    Asks for the card's PIN (hidden, twice) unless --pin-file gives it; without a terminal and
+    without --pin-file it stops (exit 2)."""
     backend, label = _backend(imk_file, kek_file, test_keys)
     prof = PROFILES[profile]
     try:
         CapCard(prof, pan, psn, label, initial_atc, pin_tries)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    pin = click.prompt("Code PIN de la carte", hide_input=True, confirmation_prompt="Confirmez le code PIN",
-                       err=True)
+    pin = (read_secret_file(pin_file) if pin_file is not None
+           else ask_secret("card's PIN", alternative="give it with --pin-file", confirm=True))
     try:
         data = personalisation_data(backend, profile=prof, imk_label=label, pan=pan, psn=psn, pin=pin,
                                     pin_try_limit=pin_tries, initial_atc=initial_atc)
     except ValueError as exc:
-        raise CliFail(f"code PIN refusé : {exc}.") from exc
+        raise CliFail(f"unusable PIN: {exc}.", EXIT_USAGE) from exc
     finally:
         del pin
     try:
@@ -167,7 +161,7 @@ def personalise(url, profile, pan, psn, pin_tries, initial_atc, card_file, imk_f
                   "last_atc": initial_atc}
         card_file.write_text(json.dumps(record, indent=1) + "\n")
         os.chmod(card_file, 0o600)
-    click.echo(f"Carte personnalisée ({profile}, {pan[:6]}…{pan[-4:]}, PSN {psn:02d}).")
+    click.echo(f"Card personalised ({profile}, PAN {mask_pan(pan)}, PSN {psn:02d}).")
 
 
 @card.command("status")
@@ -176,23 +170,23 @@ def status(url) -> None:
     """State of the device's CAP card."""
     with _open(url, _protocol_fail) as dev:
         s = CardClient(dev).status()
-    click.echo(f"Carte           : {_STATES[s.state]}")
+    click.echo(f"Card          : {_STATES[s.state]}")
     if s.state is CardState.PERSONALISED:
-        name = next((p.name for p in PROFILES.values() if p.profile_id == s.profile_id), f"profil {s.profile_id}")
-        click.echo(f"Profil          : {name}")
-        click.echo(f"PAN             : {s.masked_pan} (PSN {s.psn:02d})")
-        click.echo(f"Essais PIN      : {s.tries}/{s.try_limit}")
-        click.echo(f"ATC             : {s.atc}")
-    click.echo(f"Lecteur PC/SC   : {'activé' if s.pcsc else 'désactivé'}")
+        name = next((p.name for p in PROFILES.values() if p.profile_id == s.profile_id), f"profile {s.profile_id}")
+        click.echo(f"Profile       : {name}")
+        click.echo(f"PAN           : {s.masked_pan} (PSN {s.psn:02d})")
+        click.echo(f"PIN tries     : {s.tries}/{s.try_limit}")
+        click.echo(f"ATC           : {s.atc}")
+    click.echo(f"PC/SC reader  : {'on' if s.pcsc else 'off'}")
 
 
 @card.command("wipe")
 @_device_option
 def wipe(url) -> None:
-    """Erase the card (the person confirms on the device's keypad)."""
+    """Erase the card (the person confirms on the device's keypad: OK, or ANNULER)."""
     with _open(url, _protocol_fail) as dev:
-        CardClient(dev).wipe(on_keepalive=_keepalive_printer())
-    click.echo("Carte effacée.")
+        CardClient(dev).wipe(on_keepalive=waiting_printer("OK on its keypad to erase the card"))
+    click.echo("Card erased.")
 
 
 @card.command("code")
@@ -203,13 +197,15 @@ def wipe(url) -> None:
 @click.option("--currency", help="ISO 4217 code shown on the device (sign).")
 @click.option("--field", "fields", multiple=True, help="A TDS field (tds; repeat, up to 10).")
 def code(url, mode, challenge, amount, currency, fields) -> None:
-    """Connected mode: ask the device for a code; the person confirms and types the PIN on it."""
+    """Connected mode: ask the device for a code; the person confirms and types the PIN on its
+    keypad (nothing is asked here)."""
     cancel = threading.Event()
     with _open(url, _protocol_fail) as dev:
         try:
             result = CardClient(dev).get_code(
                 _MODES[mode], challenge=challenge, amount=amount, currency=currency,
-                fields=list(fields) if fields else None, cancel=cancel, on_keepalive=_keepalive_printer(),
+                fields=list(fields) if fields else None, cancel=cancel,
+                on_keepalive=waiting_printer("OK, then the card's PIN, on its keypad"),
             )
         except ValueError as exc:  # caught here, or _open would call it an unreadable answer
             raise click.UsageError(str(exc)) from exc
@@ -235,24 +231,24 @@ def verify(card_file, mode, challenge, amount, fields, second, imk_file, kek_fil
                     rec["pan"], int(rec["psn"]), rec["imk_label"], int(rec["last_atc"]),
                     int(rec.get("pin_try_limit", 3)))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CliFail(f"{card_file} : fiche carte illisible ({exc}).") from exc
+        raise CliFail(f"{card_file}: unreadable card record ({exc}).") from exc
     if c.imk_label != label:
-        raise CliFail(f"la carte dépend de la clé émetteur « {c.imk_label} », pas de « {label} ».")
+        raise CliFail(f"the card depends on the issuer key '{c.imk_label}', not '{label}'.")
     try:
         if second is not None:
             if mode != "identify":
-                raise click.UsageError("--resync prend deux codes Identify (--mode identify).")
+                raise click.UsageError("--resync takes two Identify codes (--mode identify).")
             atc = resync(c, code, second, key_backend=backend)
         else:
             atc = verify_cap(c, code, mode=_VERIFY_MODES[mode], challenge=challenge, amount=amount,
                              tds=list(fields) if fields else None, key_backend=backend)
     except InvalidCode:
-        raise CliFail("code refusé.", status=2) from None
+        raise CliFail("code refused.") from None
     rec["last_atc"] = atc
     tmp = card_file.with_suffix(card_file.suffix + ".new")
     tmp.write_text(json.dumps(rec, indent=1) + "\n")
     os.replace(tmp, card_file)
-    click.echo(f"Code accepté (ATC {atc}).")
+    click.echo(f"Code accepted (ATC {atc}).")
 
 
 @card.command("pcsc")
@@ -269,9 +265,9 @@ def pcsc(url, soft_card, port) -> None:
         try:
             client.connect(timeout=5)
         except OSError as exc:
-            raise CliFail(f"pcscd ne répond pas sur le port vpcd {port} (pcscd et vsmartcard-vpcd "
-                          f"installés et lancés ?) : {exc}") from exc
-        click.echo("Carte disponible en PC/SC (« Virtual PCD »). Ctrl-C pour arrêter.", err=True)
+            raise CliFail(f"pcscd does not answer on vpcd port {port} (are pcscd and vsmartcard-vpcd "
+                          f"installed and running?): {exc}", EXIT_DEVICE) from exc
+        click.echo("The card is on PC/SC ('Virtual PCD'). Ctrl-C stops.", err=True)
         try:
             client.serve()
         except KeyboardInterrupt:
@@ -290,7 +286,7 @@ def pcsc(url, soft_card, port) -> None:
             client.card_reset()
         except ProtocolError as exc:
             if exc.code == ProtocolError.ERR.DENIED:
-                raise CliFail("activez « Lecteur PC/SC » dans le MENU de l'appareil d'abord.") from exc
+                raise CliFail("switch on 'Lecteur PC/SC' in the device's MENU first.") from exc
             raise
         serve(LinkCard(client))
 

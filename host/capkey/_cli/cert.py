@@ -12,7 +12,8 @@ agent).
     capkey agent --device URL --origin https://banque.example the local signing agent
 
 The CA folder comes from --ca or $CAPKEY_CA; its password from $CAPKEY_CA_PASSWORD or a prompt
-(on stderr). The PIN is never asked here: the person types it on the device.
+(hidden, on stderr; none without a terminal). The PIN is never asked here: the person types it on
+the device.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from ..cert.ca import DEFAULT_POLICY_OID, CaError, CertificateAuthority, Revocat
 from ..link.errors import PinBlocked, ProtocolError
 from ..link.key import KeyClient, KeyState, enrol
 from .device import _device_option, _open
-from .util import CliFail, echo_err
+from .util import EXIT_USAGE, CliFail, ask_secret, echo_err, waiting_printer
 
 _PASSWORD_ENV = "CAPKEY_CA_PASSWORD"
+_ON_KEYPAD = "follow its screen (OK, then the PIN, on its keypad)"
 
 
 def _now() -> dt.datetime:
@@ -45,39 +47,35 @@ def _ca_option(f):
         envvar="CAPKEY_CA",
         required=True,
         type=click.Path(file_okay=False, path_type=Path),
-        help="Folder of the bank CA (or $CAPKEY_CA).",
+        help=f"Folder of the bank CA (or $CAPKEY_CA). The CA password is asked for (hidden) "
+        f"unless ${_PASSWORD_ENV} gives it, as it must for a script (no prompt without a "
+        "terminal).",
     )(f)
 
 
 def _password(confirm: bool = False) -> bytes:
     value = os.environ.get(_PASSWORD_ENV)
     if value is None:
-        value = click.prompt(
-            "Mot de passe de l'AC", hide_input=True, confirmation_prompt=confirm, err=True
-        )
+        value = ask_secret("CA password", alternative=f"set ${_PASSWORD_ENV}", confirm=confirm)
     if not value:
-        raise CliFail("mot de passe vide : utilisez --no-encryption pour des clés en clair.")
+        raise CliFail("empty password: use --no-encryption for keys in the clear.", EXIT_USAGE)
     return value.encode()
 
 
 def _load_ca(ca_dir: Path) -> CertificateAuthority:
     if not (ca_dir / "ca.json").exists():
-        raise CliFail(f"aucune AC dans {ca_dir} (créez-la avec `capkey cert ca init`).")
+        raise CliFail(f"no CA in {ca_dir} (make one with `capkey cert ca init`).")
     clear = b"ENCRYPTED" not in (ca_dir / "issuing.key.pem").read_bytes()[:40]
     try:
         return CertificateAuthority.load(ca_dir, password=None if clear else _password())
     except CaError as exc:
-        raise CliFail(f"AC illisible : {exc}") from exc
+        raise CliFail(f"unreadable CA: {exc}") from exc
 
 
-def _keepalive(status: int) -> None:
-    echo_err("Suivez les instructions sur l'appareil (OK puis code PIN)…")
-
-
-def _device_failure(exc: ProtocolError) -> CliFail:
+def _device_failure(exc: ProtocolError) -> str | None:
     if isinstance(exc, PinBlocked):
-        return CliFail("code PIN bloqué : débloquez-le avec le PUK sur l'appareil.")
-    return CliFail(f"l'appareil a refusé : {exc}.")
+        return "the PIN is blocked: unblock it with the PUK on the device."
+    return None
 
 
 def _fingerprint(cert: x509.Certificate) -> str:
@@ -107,7 +105,10 @@ def ca_group() -> None:
     "--no-encryption", is_flag=True, help="Store the CA keys in clear (tests and demos only)."
 )
 def ca_init(ca_dir: Path, name: str, policy_oid: str, no_encryption: bool) -> None:
-    """Make the root and issuing CA in an empty folder."""
+    """Make the root and issuing CA in an empty folder.
+
+    Asks for the new CA password (hidden, twice) unless $CAPKEY_CA_PASSWORD gives it or
+    --no-encryption is set; without a terminal and without either, stops (exit 2)."""
     try:
         oid = x509.ObjectIdentifier(policy_oid)
     except ValueError:
@@ -123,9 +124,9 @@ def ca_init(ca_dir: Path, name: str, policy_oid: str, no_encryption: bool) -> No
         )
     except CaError as exc:
         raise CliFail(str(exc)) from exc
-    click.echo(f"AC créée dans {ca_dir}")
-    click.echo(f"Racine  : {_fingerprint(ca.root_certificate)}")
-    click.echo(f"Émission: {_fingerprint(ca.issuing_certificate)}")
+    click.echo(f"CA made in {ca_dir}")
+    click.echo(f"Root    : {_fingerprint(ca.root_certificate)}")
+    click.echo(f"Issuing : {_fingerprint(ca.issuing_certificate)}")
 
 
 @ca_group.command("show")
@@ -133,13 +134,13 @@ def ca_init(ca_dir: Path, name: str, policy_oid: str, no_encryption: bool) -> No
 def ca_show(ca_dir: Path) -> None:
     """Show the CA certificates, policy and counts."""
     ca = _load_ca(ca_dir)
-    for label, c in (("Racine", ca.root_certificate), ("Émission", ca.issuing_certificate)):
+    for label, c in (("Root", ca.root_certificate), ("Issuing", ca.issuing_certificate)):
         click.echo(f"{label:9}: {c.subject.rfc4514_string()}")
-        click.echo(f"{'':9}  SHA-256 {_fingerprint(c)}  jusqu'au {c.not_valid_after_utc:%Y-%m-%d}")
-    click.echo(f"Politique: {ca.policy_oid.dotted_string}")
+        click.echo(f"{'':9}  SHA-256 {_fingerprint(c)}  until {c.not_valid_after_utc:%Y-%m-%d}")
+    click.echo(f"Policy   : {ca.policy_oid.dotted_string}")
     issued = ca.issued()
     revoked = sum(1 for r in issued if r.revoked_at)
-    click.echo(f"Appareils: {len(ca.devices())}  certificats: {len(issued)} (révoqués {revoked})")
+    click.echo(f"Devices  : {len(ca.devices())}  certificates: {len(issued)} (revoked {revoked})")
 
 
 @ca_group.command("crl")
@@ -148,7 +149,7 @@ def ca_crl(ca_dir: Path) -> None:
     """Publish fresh CRLs (root.crl.pem, issuing.crl.pem)."""
     ca = _load_ca(ca_dir)
     _, issuing = ca.publish_crls(now=_now())
-    click.echo(f"LCR publiées, valables jusqu'au {issuing.next_update_utc:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"CRLs published, valid until {issuing.next_update_utc:%Y-%m-%d %H:%M} UTC")
 
 
 @cert.command("provision")
@@ -164,18 +165,21 @@ def provision(url: str | None, ca_dir: Path) -> None:
         ca.provision_device(serial, point, now=_now())
     except CaError as exc:
         raise CliFail(str(exc)) from exc
-    click.echo(f"Appareil {serial} enregistré (clé d'attestation {point.hex()[:16]}…).")
+    click.echo(f"Device {serial} recorded (attestation key {point.hex()[:16]}…).")
 
 
 @cert.command("enrol")
 @_device_option
 @_ca_option
 @click.option("--slot", type=click.IntRange(0, 3), required=True, help="Key slot 0-3.")
-@click.option("--subscription", required=True, help="Identifiant client.")
-@click.option("--user", required=True, help="Numéro Utilisateur.")
+@click.option("--subscription", required=True, help="The subscription (the portal's \"Identifiant client\").")
+@click.option("--user", required=True, help="The user's number (the portal's \"Numéro Utilisateur\").")
 def enrol_cmd(url: str | None, ca_dir: Path, slot: int, subscription: str, user: str) -> None:
     """Make a key on the device, certify it after checking its attestation, load the
-    certificate into the slot."""
+    certificate into the slot.
+
+    The person confirms on the device and types the PIN on its keypad (on first use, chooses
+    the PIN and the PUK there)."""
     ca = _load_ca(ca_dir)
     with _open(url, _device_failure) as dev:
         try:
@@ -186,14 +190,12 @@ def enrol_cmd(url: str | None, ca_dir: Path, slot: int, subscription: str, user:
                 subscription=subscription,
                 user=user,
                 now=_now(),
-                on_keepalive=_keepalive,
+                on_keepalive=waiting_printer(_ON_KEYPAD),
             )
         except CaError as exc:
-            raise CliFail(f"certificat refusé par l'AC : {exc}") from exc
-    click.echo(
-        f"Certificat chargé dans l'emplacement {slot} : {certificate.subject.rfc4514_string()}"
-    )
-    click.echo(f"Numéro de série {certificate.serial_number:x}")
+            raise CliFail(f"certificate refused by the CA: {exc}") from exc
+    click.echo(f"Certificate loaded into slot {slot}: {certificate.subject.rfc4514_string()}")
+    click.echo(f"Serial number {certificate.serial_number:x}")
     click.echo(f"SHA-256 {_fingerprint(certificate)}")
 
 
@@ -206,21 +208,21 @@ def list_cmd(url: str | None) -> None:
         status = key.status()
         certs = key.certificates()
     if status.state is KeyState.FACTORY:
-        click.echo("Aucun code PIN choisi (il sera demandé au premier enrôlement).")
+        click.echo("No PIN chosen yet (the first enrolment asks for it on the device).")
     else:
         click.echo(
-            f"Essais PIN restants : {status.pin_left} (avant débranchement : {status.pin_now})   "
-            f"essais PUK restants : {status.puk_left}"
+            f"PIN tries left: {status.pin_left} (before unplugging: {status.pin_now})   "
+            f"PUK tries left: {status.puk_left}"
         )
     for info in status.slots:
         if not info.has_key:
-            click.echo(f"[{info.slot}] vide")
+            click.echo(f"[{info.slot}] empty")
         elif info.slot not in certs:
-            click.echo(f"[{info.slot}] clé sans certificat (enrôlement inachevé)")
+            click.echo(f"[{info.slot}] key without a certificate (enrolment not finished)")
         else:
             c = certs[info.slot]
             click.echo(f"[{info.slot}] {c.subject.rfc4514_string()}")
-            click.echo(f"    série {c.serial_number:x}  jusqu'au {c.not_valid_after_utc:%Y-%m-%d}")
+            click.echo(f"    serial {c.serial_number:x}  until {c.not_valid_after_utc:%Y-%m-%d}")
             click.echo(f"    SHA-256 {_fingerprint(c)}")
 
 
@@ -230,10 +232,10 @@ def issued_cmd(ca_dir: Path) -> None:
     """Certificates the CA issued."""
     ca = _load_ca(ca_dir)
     for r in ca.issued():
-        state = f"révoqué le {r.revoked_at[:10]} ({r.reason})" if r.revoked_at else "valide"
+        state = f"revoked on {r.revoked_at[:10]} ({r.reason})" if r.revoked_at else "valid"
         click.echo(
-            f"{r.serial_number}  {r.subscription}/{r.user}  appareil {r.device_serial}"
-            f"[{r.slot}]  jusqu'au {r.not_after[:10]}  {state}"
+            f"{r.serial_number}  {r.subscription}/{r.user}  device {r.device_serial}"
+            f"[{r.slot}]  until {r.not_after[:10]}  {state}"
         )
 
 
@@ -253,17 +255,18 @@ def revoke(ca_dir: Path, ref: str, reason: str) -> None:
         ca.revoke(ref, now=_now(), reason=RevocationReason[reason])
     except CaError as exc:
         raise CliFail(str(exc)) from exc
-    click.echo("Certificat révoqué ; LCR publiées.")
+    click.echo("Certificate revoked; CRLs published.")
 
 
 @cert.command("delete")
 @_device_option
 @click.option("--slot", type=click.IntRange(0, 3), required=True)
 def delete(url: str | None, slot: int) -> None:
-    """Erase a slot's key and certificate (the person confirms on the device)."""
+    """Erase a slot's key and certificate (the person confirms and types the PIN on the
+    device)."""
     with _open(url, _device_failure) as dev:
-        KeyClient(dev).delete(slot, on_keepalive=_keepalive)
-    click.echo(f"Emplacement {slot} effacé.")
+        KeyClient(dev).delete(slot, on_keepalive=waiting_printer(_ON_KEYPAD))
+    click.echo(f"Slot {slot} erased.")
 
 
 @click.command("agent")
@@ -277,7 +280,7 @@ def delete(url: str | None, slot: int) -> None:
 )
 @click.option("--port", type=click.IntRange(1024, 65535), default=8731, show_default=True)
 def agent(url: str | None, origins: tuple[str, ...], port: int) -> None:
-    """Run the local signing agent on 127.0.0.1 (the role of TURBO SIGN)."""
+    """Run the local signing agent on 127.0.0.1 (the role of TURBO SIGN) until Ctrl-C."""
     import uvicorn
 
     from ..agent.app import AgentConfig, create_app, device_opener, parse_origins
@@ -288,7 +291,7 @@ def agent(url: str | None, origins: tuple[str, ...], port: int) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--origin") from None
     config = AgentConfig(allowed_origins=allowed, port=port, open_key=device_opener(_resolve(url)))
-    echo_err(f"Agent de signature sur http://127.0.0.1:{port} pour {', '.join(sorted(allowed))}")
+    echo_err(f"Signing agent on http://127.0.0.1:{port} for {', '.join(sorted(allowed))}")
     uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="warning")
 
 

@@ -12,27 +12,17 @@ from pathlib import Path
 import click
 
 from ..link.device import KEYS, Device, scan_devices
-from ..link.errors import (
-    DeviceTimeout,
-    LinkError,
-    NoDevice,
-    PortBusy,
-    ProtocolError,
-    TransportError,
-    VersionMismatch,
-)
+from ..link.errors import LinkError, ProtocolError
 from ..link.screen import to_png
-from .util import CliFail
+from .util import EXIT_DEVICE, EXIT_USAGE, CliFail, exit_status
 
 HELLO_TIMEOUT = 3.0  # seconds a device has to answer HELLO
 
+# Where the CLI can say more than the link's own message (capkey.link.errors).
 _SENTENCES = {
-    LinkError.ERR.UNSUPPORTED: "cette carte ne le permet pas (le simulateur seulement).",
-    LinkError.ERR.BUSY: "l'appareil est occupé par d'autres requêtes ; réessayez.",
-    LinkError.ERR.CANCELLED: "opération annulée.",
-    LinkError.ERR.TIMEOUT: "pas de réponse de la personne sur l'appareil.",
-    LinkError.ERR.DENIED: "refusé sur l'appareil.",
-    LinkError.ERR.UNKNOWN_COMMAND: "l'appareil ne connaît pas cette commande (firmware ancien ?).",
+    LinkError.ERR.UNSUPPORTED: "this board cannot do that (the simulator only).",
+    LinkError.ERR.BUSY: "the device is busy with other requests; try again.",
+    LinkError.ERR.UNKNOWN_COMMAND: "the device does not know this command (older firmware?).",
 }
 
 
@@ -49,43 +39,29 @@ def _resolve(url: str | None) -> str:
         return url
     found = scan_devices()
     if not found:
-        raise CliFail("aucun appareil capkey trouvé (branchez-en un, ou lancez `capkey sim`).")
+        raise CliFail("no capkey device found (plug one in, or start `capkey sim`).", EXIT_DEVICE)
     if len(found) > 1:
         names = "\n  ".join(f"{c.url}  ({c.description})" for c in found)
-        raise CliFail(f"plusieurs appareils ; choisissez avec --device URL :\n  {names}")
+        raise CliFail(f"several devices; choose one with --device URL:\n  {names}", EXIT_USAGE)
     return found[0].url
 
 
 @contextlib.contextmanager
 def _open(url: str | None,
-          explain: Callable[[ProtocolError], CliFail] | None = None) -> Iterator[Device]:
-    """Opens the device and turns every link failure into one sentence; `explain` gives a command
-    group's own sentences for the device's error replies."""
+          explain: Callable[[ProtocolError], str | None] | None = None) -> Iterator[Device]:
+    """Opens the device. A device's error reply gets the sentence `explain` (a command group's
+    own) or _SENTENCES has for it; every other link failure goes up to main() as it is."""
     url = _resolve(url)
     try:
         with Device.open(url, hello_timeout=HELLO_TIMEOUT) as dev:
             yield dev
-    except NoDevice as exc:
-        raise CliFail(f"aucun appareil à {url}.") from exc
-    except PortBusy as exc:
-        raise CliFail(f"le port {url} est utilisé par un autre programme.") from exc
-    except VersionMismatch as exc:
-        theirs = f"{exc.device[0]}..{exc.device[1]}" if exc.device else "inconnue"
-        raise CliFail(
-            f"version de protocole incompatible (hôte {exc.host[0]}..{exc.host[1]}, appareil "
-            f"{theirs}) : mettez à jour capkey ou le firmware."
-        ) from exc
-    except DeviceTimeout as exc:
-        raise CliFail(f"l'appareil à {url} ne répond pas (délai dépassé).") from exc
     except ProtocolError as exc:
-        if explain is not None:
-            raise explain(exc) from exc
-        sentence = _SENTENCES.get(exc.code, f"l'appareil a répondu par une erreur ({exc}).")
-        raise CliFail(sentence[0].upper() + sentence[1:]) from exc
-    except TransportError as exc:
-        raise CliFail(f"liaison avec {url} interrompue : {exc}") from exc
+        sentence = (explain(exc) if explain is not None else None) or _SENTENCES.get(exc.code)
+        if sentence is None:
+            raise
+        raise CliFail(sentence, exit_status(exc)) from exc
     except ValueError as exc:  # a malformed answer (INFO that does not parse)
-        raise CliFail(f"réponse illisible de l'appareil : {exc}") from exc
+        raise CliFail(f"unreadable answer from the device: {exc}", EXIT_DEVICE) from exc
 
 
 @click.command("devices")
@@ -93,10 +69,10 @@ def devices() -> None:
     """List capkey boards on USB and running simulators."""
     found = scan_devices()
     if not found:
-        click.echo("Aucun appareil trouvé.", err=True)
+        click.echo("No device found.", err=True)
         return
     for c in found:
-        serial = f"  n° {c.serial_number}" if c.serial_number else ""
+        serial = f"  serial {c.serial_number}" if c.serial_number else ""
         click.echo(f"{c.url}\t{c.kind}\t{c.description}{serial}")
 
 
@@ -106,14 +82,14 @@ def info(url: str | None) -> None:
     """Firmware, protocol version, board, serial number and memory of the device."""
     with _open(url) as dev:
         i = dev.info()
-        click.echo(f"Appareil        : {dev.url}")
-        click.echo(f"Firmware        : {i.firmware_version}")
-        click.echo(f"Protocole       : {i.protocol_version} (trames de {i.max_payload} octets)")
-        click.echo(f"Carte           : {i.board}")
-        click.echo(f"Numéro de série : {i.serial}")
-        click.echo(f"Mémoire libre   : {i.heap_free} / {i.heap_total} octets")
-        apps = ", ".join(f"{n} {v}".strip() for n, v in i.apps) or "aucune"
-        click.echo(f"Applications    : {apps}")
+        click.echo(f"Device        : {dev.url}")
+        click.echo(f"Firmware      : {i.firmware_version}")
+        click.echo(f"Protocol      : {i.protocol_version} (frames of {i.max_payload} bytes)")
+        click.echo(f"Board         : {i.board}")
+        click.echo(f"Serial number : {i.serial}")
+        click.echo(f"Free memory   : {i.heap_free} / {i.heap_total} bytes")
+        apps = ", ".join(f"{n} {v}".strip() for n, v in i.apps) or "none"
+        click.echo(f"Applications  : {apps}")
 
 
 @click.command("screen")
@@ -127,7 +103,10 @@ def screen(url: str | None, png: Path | None, scale: int) -> None:
     with _open(url) as dev:
         fb, lines = dev.screen()
     if png is not None:
-        png.write_bytes(to_png(fb, scale=scale))
+        try:
+            png.write_bytes(to_png(fb, scale=scale))
+        except OSError as exc:
+            raise CliFail(f"cannot write {png}: {exc.strerror or exc}.", EXIT_USAGE) from None
     for line in lines:
         click.echo(line)
 
@@ -141,7 +120,7 @@ def press(url: str | None, keys: str) -> None:
     keys = keys.upper()
     bad = sorted({k for k in keys if k not in KEYS})
     if bad or not keys:
-        raise click.BadParameter(f"touches possibles : {KEYS}", param_hint="KEYS")
+        raise click.BadParameter(f"keys are among {KEYS}", param_hint="KEYS")
     with _open(url) as dev:
         dev.press(keys)
 
@@ -152,7 +131,7 @@ def reboot(url: str | None) -> None:
     """Restart the device."""
     with _open(url) as dev:
         dev.reboot()
-    click.echo("Redémarrage demandé.")
+    click.echo("Restart requested.")
 
 
 COMMANDS = [devices, info, screen, press, reboot]

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..emv import hazmat as emv
 from ..emv import tlv
+from .transport import LOG_LEVEL_TRAFFIC, apdu_command_text, apdu_response_text
 
 __all__ = [
     "VPCD_HOST",
@@ -251,9 +252,9 @@ class VpcdClient:
             else:
                 logger.debug("vpcd: unknown control %02X", c)
             return None
-        logger.log(5, "vpcd > %s", msg.hex())
+        logger.log(LOG_LEVEL_TRAFFIC, "vpcd > %s", apdu_command_text(msg))
         resp = self.card.transmit(msg)
-        logger.log(5, "vpcd < %s", resp.hex())
+        logger.log(LOG_LEVEL_TRAFFIC, "vpcd < %s", apdu_response_text(resp))
         return resp
 
     def serve(self) -> None:

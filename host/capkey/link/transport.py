@@ -4,7 +4,8 @@
 rules as firmware/link/frame.py, kept byte-compatible by docs/vectors/link_v1.json. `Transport`
 moves frames over `/dev/ttyACM0`, `socket://127.0.0.1:PORT`, `rfc2217://…`.
 
-Frames are logged as hex at level LOG_LEVEL_TRAFFIC (5, `capkey -vv`).
+Frames are logged at level LOG_LEVEL_TRAFFIC (5, `capkey -vv`), their payloads redacted by field
+type (`TRAFFIC_FIELDS`): key material, PIN blocks, codes and full PANs never reach a log.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, unique
 
@@ -186,6 +188,92 @@ def describe(kind: int, rid: int, code: int, payload: bytes) -> str:
     return f"{k} rid={rid} code=0x{code:02x} len={len(payload)}"
 
 
+# -- what the traffic log shows of a payload ---------------------------------------------------
+#
+# A log is read by more people than the device's owner, and kept longer: the payloads that carry
+# a secret (docs/protocol.md, "Host logging") are logged as their length only. The table names
+# every command; a command it does not list, and a response whose request this transport did not
+# send, is redacted whole, so a new command is hidden until someone decides what it carries.
+
+
+def redacted(data: bytes) -> str:
+    return f"<{len(data)} bytes redacted>"
+
+
+def _public(data: bytes) -> str:
+    return data.hex()
+
+
+def mask_pan(pan: str) -> str:
+    """Every digit but the last 4 masked (`************0010`), whatever the input showed."""
+    return "*" * max(len(pan) - 4, 0) + pan[-4:]
+
+
+def _card_status(data: bytes) -> str:
+    # the device sends the PAN masked to its first 6 and last 4 digits; the log keeps 4
+    return f"{data[:8].hex()} PAN {mask_pan(bytes(data[8:]).decode('ascii', 'replace'))}"
+
+
+# APDU instructions whose command data is public: SELECT, READ RECORD, GET DATA, GET PROCESSING
+# OPTIONS, GENERATE AC, GET RESPONSE. Any other (VERIFY's PIN block, a PIN change, an unknown
+# instruction) has its data redacted.
+_APDU_PUBLIC_INS = frozenset((0xA4, 0xB2, 0xCA, 0xA8, 0xAE, 0xC0))
+
+
+def apdu_command_text(apdu: bytes) -> str:
+    """A command APDU for a log: the header always, the data only for instructions that carry no
+    PIN or key."""
+    if len(apdu) <= 5 or apdu[1] in _APDU_PUBLIC_INS:
+        return bytes(apdu).hex()
+    return f"{bytes(apdu[:5]).hex()} {redacted(apdu[5:])}"
+
+
+def apdu_response_text(response: bytes) -> str:
+    """A response APDU for a log: its status word only (records hold the PAN, GENERATE AC the
+    cryptogram a code is cut from)."""
+    if len(response) < 2:
+        return redacted(response)
+    return f"{redacted(response[:-2])} SW {bytes(response[-2:]).hex()}"
+
+
+@dataclass(frozen=True)
+class Fields:
+    """How the log shows one command's request payload and its OK response's payload (error
+    payloads are tries left, a reason or versions: shown)."""
+
+    name: str
+    request: Callable[[bytes], str] = _public
+    response: Callable[[bytes], str] = _public
+
+
+TRAFFIC_FIELDS: dict[int, Fields] = {
+    0x01: Fields("HELLO"),
+    0x02: Fields("INFO"),
+    0x03: Fields("PING"),
+    0x04: Fields("REBOOT"),
+    0x05: Fields("SCREEN", response=redacted),  # the display may show a code
+    0x06: Fields("PRESS", request=redacted),  # the keys may be a PIN or a PUK
+    0x07: Fields("HEAP"),
+    0x20: Fields("CARD_STATUS", response=_card_status),
+    0x21: Fields("PERSONALISE", request=redacted),  # the card key, the PIN block, the PAN
+    0x22: Fields("WIPE"),
+    0x23: Fields("GET_CODE", response=redacted),  # the CAP code
+    0x24: Fields("APDU", apdu_command_text, apdu_response_text),
+    0x25: Fields("CARD_RESET"),
+    # the certificate key: PINs and PUKs are typed on its keypad and never cross the link
+    0x40: Fields("KEY_STATUS"),
+    0x41: Fields("KEY_GENERATE"),
+    0x42: Fields("KEY_LOAD_CERT"),
+    0x43: Fields("KEY_SIGN"),
+    0x44: Fields("KEY_ATTESTATION_KEY"),
+    0x45: Fields("KEY_DELETE"),
+    0x46: Fields("KEY_READ_CERT"),
+    0x47: Fields("KEY_CHANGE_PIN"),
+    0x48: Fields("KEY_UNBLOCK_PIN"),
+}
+_UNLISTED = Fields("unlisted", redacted, redacted)
+
+
 class Transport:
     """Frames over a pyserial port (or anything with read/write/close and a `timeout`)."""
 
@@ -198,6 +286,7 @@ class Transport:
         self._decoder = Decoder()
         self._events: list[Frame | FrameError] = []
         self._last_rx = time.monotonic()
+        self._requests: dict[int, int] = {}  # rid -> command in flight, to log its response
 
     @classmethod
     def open(cls, url: str) -> Transport:
@@ -227,9 +316,9 @@ class Transport:
 
     def send(self, kind: int, rid: int, code: int, payload: bytes = b"") -> None:
         data = encode(kind, rid, code, payload)
-        if logger.isEnabledFor(LOG_LEVEL_TRAFFIC):
-            logger.log(LOG_LEVEL_TRAFFIC, "SEND %s: %s", describe(kind, rid, code, payload),
-                       data.hex())
+        if kind == Kind.REQUEST:
+            self._requests[rid] = code
+        self._log("SEND", Frame(kind, rid, code, payload))
         try:
             self._port.write(data)
             self._port.flush()
@@ -252,7 +341,7 @@ class Transport:
             if data:
                 self._last_rx = now
                 for ev in self._decoder.feed(data):
-                    self._log(ev)
+                    self._received(ev)
                     self._events.append(ev)
                 continue
             if self._decoder.pending and now - self._last_rx >= self.GAP:
@@ -262,14 +351,28 @@ class Transport:
                 return None
         return self._events.pop(0)
 
-    def _log(self, ev: Frame | FrameError) -> None:
+    def _received(self, ev: Frame | FrameError) -> None:
+        if isinstance(ev, FrameError):
+            logger.log(LOG_LEVEL_TRAFFIC, "RECV bad frame %s rid=%d", ev.error.name, ev.rid)
+            return
+        command = self._requests.pop(ev.rid, None) if ev.kind == Kind.RESPONSE else None
+        self._log("RECV", ev, command)
+
+    def _log(self, direction: str, frame: Frame, command: int | None = None) -> None:
+        """One frame at TRAFFIC level; a response is shown by the fields of `command`, the
+        request it answers."""
         if not logger.isEnabledFor(LOG_LEVEL_TRAFFIC):
             return
-        if isinstance(ev, Frame):
-            logger.log(LOG_LEVEL_TRAFFIC, "RECV %s: %s",
-                       describe(ev.kind, ev.rid, ev.code, ev.payload), bytes(ev).hex())
-        else:
-            logger.log(LOG_LEVEL_TRAFFIC, "RECV bad frame %s rid=%d", ev.error.name, ev.rid)
+        if frame.kind == Kind.REQUEST:
+            fields = TRAFFIC_FIELDS.get(frame.code, _UNLISTED)
+            text = f"{fields.name}: {fields.request(frame.payload)}"
+        elif frame.kind == Kind.RESPONSE and frame.code == LinkError.ERR.OK:
+            fields = TRAFFIC_FIELDS.get(command, _UNLISTED) if command is not None else _UNLISTED
+            text = f"{fields.name}: {fields.response(frame.payload)}"
+        else:  # error statuses, keepalives and cancels carry no secret
+            text = _public(frame.payload)
+        logger.log(LOG_LEVEL_TRAFFIC, "%s %s %s",
+                   direction, describe(frame.kind, frame.rid, frame.code, frame.payload), text)
 
 
 def _open_error(url: str, exc: BaseException) -> TransportError:

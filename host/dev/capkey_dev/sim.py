@@ -62,7 +62,12 @@ def exit_on_sigterm() -> None:
 
 
 class SimulatorError(Exception):
-    """The simulator could not be started, or stopped unexpectedly."""
+    """The simulator could not be started, or stopped unexpectedly. The message is one line;
+    `console` holds what the simulator printed (a MicroPython traceback, say)."""
+
+    def __init__(self, message: str, console: str = ""):
+        super().__init__(message)
+        self.console = console
 
 
 def running_simulators() -> list[dict]:
@@ -107,7 +112,8 @@ class Simulator:
     ``port=0`` picks a free port once; it stays the same across kill/start and reboots, like a
     board that comes back on the same USB port. ``heap`` defaults to the profile's heap.
     ``crash_at``/``crash_tag`` arm the power-cut injection of the next start (see
-    ``boards/sim/board.py``); ``echo`` copies the simulator's console to stderr. ``mpy=False``
+    ``boards/sim/board.py``); ``echo`` copies the simulator's console to stderr (what it prints
+    before it listens only once it does: a failed start is the SimulatorError alone). ``mpy=False``
     runs the firmware from its sources rather than from build/sim/; ``heap_stats`` turns on the
     heap figures mode (slower: the garbage collector runs every 2 KB allocated).
     """
@@ -149,6 +155,8 @@ class Simulator:
         self._ready = threading.Event()
         self._stopping = False
         self._console: collections.deque[str] = collections.deque(maxlen=200)
+        self._echo_lock = threading.Lock()
+        self._held: list[str] | None = None  # echo held back while start() waits
         self._exited = threading.Event()
         self._exited.set()
 
@@ -228,14 +236,34 @@ class Simulator:
 
     def start(self, timeout: float = 30.0) -> Simulator:
         """Starts the simulator (plugs the board in) and waits until its port is open."""
-        with self._lock:
-            if self.running:
-                raise SimulatorError(f"simulator already running on {self.url}")
-            self._stopping = False
-            self.build()
-            self._spawn()
-        self._wait_ready(timeout)
+        ready = False
+        try:
+            with self._lock:
+                if self.running:
+                    raise SimulatorError(f"simulator already running on {self.url}")
+                self._stopping = False
+                self.build()
+                self._held = []
+                self._spawn()
+            self._wait_ready(timeout)
+            ready = True
+        finally:
+            self._release_echo(show=ready)
         return self
+
+    def _echo(self, *lines: str) -> None:
+        with self._echo_lock:
+            if self._held is not None:
+                self._held.extend(lines)
+                return
+            for text in lines:
+                print(f"[sim] {text}", file=sys.stderr, flush=True)
+
+    def _release_echo(self, show: bool) -> None:
+        with self._echo_lock:
+            held, self._held = self._held or [], None
+        if show:
+            self._echo(*held)
 
     def _spawn(self) -> None:
         self.storage.mkdir(parents=True, exist_ok=True)
@@ -264,7 +292,7 @@ class Simulator:
             text = line.decode("utf-8", "replace")
             self._console.append(text)
             if self.echo:
-                print(f"[sim] {text}", file=sys.stderr, flush=True)
+                self._echo(text)
             if READY.search(line) and proc is self._proc:
                 self._write_registry(proc)
                 self._ready.set()
@@ -293,17 +321,18 @@ class Simulator:
             if self._ready.is_set() and self.running:
                 return
             if self._exited.is_set() and not self.running:
-                raise SimulatorError(
-                    f"the simulator exited with code {self.returncode} before listening:\n"
-                    + self.console
-                )
+                raise self._failed(f"the simulator exited with code {self.returncode} before "
+                                   f"listening on 127.0.0.1:{self.port}")
             if time.monotonic() > deadline:
                 self.kill()
-                raise SimulatorError(
-                    f"the simulator did not open 127.0.0.1:{self.port} within {timeout:.0f} s:\n"
-                    + self.console
-                )
+                raise self._failed(f"the simulator did not open 127.0.0.1:{self.port} within "
+                                   f"{timeout:.0f} s")
             self._ready.wait(0.05)
+
+    def _failed(self, what: str) -> SimulatorError:
+        # the console's last line is a traceback's exception ("OSError: [Errno 98] EADDRINUSE")
+        last = self._console[-1] if self._console else ""
+        return SimulatorError(f"{what}: {last}" if last else what, self.console)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Waits until the simulator listens (for instance after a REBOOT)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from capkey._cli.util import CliFail
+from capkey._cli.util import EXIT_DEVICE, CliFail
 from capkey_dev.build import BOARD_ARCH, stage
 
 
@@ -43,10 +43,11 @@ def deploy(board: str, port: str, dry_run: bool) -> None:
         click.echo(shlex.join(cmd))
         return
     if not Path(port).exists() and not port.startswith(("rfc2217://", "socket://")):
-        raise CliFail(f"pas de carte sur {port} (branchez-la, ou vérifiez le port avec `capkey devices`).")
+        raise CliFail(f"no board on {port} (plug it in, or check the port with `capkey devices`).",
+                      EXIT_DEVICE)
     if subprocess.run(cmd).returncode:
-        raise CliFail(f"la copie vers {port} a échoué (le port est-il occupé ?).")
-    click.echo("carte flashée ; elle redémarre sur « Choisir la fonction ».", err=True)
+        raise CliFail(f"copying to {port} failed (is the port in use?).", EXIT_DEVICE)
+    click.echo("board flashed; it restarts on its home screen ('Choisir la fonction').", err=True)
 
 
 COMMANDS = [deploy]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import click
 
-from capkey._cli.util import CliFail
+from capkey._cli.util import EXIT_DEVICE, CliFail
 from capkey.catalog.boards import DEFAULT_PROFILE
 from capkey_dev.sim import PROFILES, Simulator, SimulatorError, exit_on_sigterm
 
 DEFAULT_STORAGE = Path("~/.local/share/capkey/sim-default")
+
+logger = logging.getLogger(__name__)
 
 
 @click.command("sim")
@@ -25,26 +28,28 @@ DEFAULT_STORAGE = Path("~/.local/share/capkey/sim-default")
 @click.option("--heap", type=click.IntRange(16 * 1024), default=None,
               help="Heap size in bytes instead of the profile's.")
 def sim(port: int, storage: Path, board_profile: str, heap: int | None) -> None:
-    """Run a simulated device (MicroPython unix port) until Ctrl-C."""
+    """Run a simulated device (MicroPython unix port) until Ctrl-C; its console is copied to
+    stderr ([sim] lines)."""
     simulator = Simulator(storage, port=port, board_profile=board_profile, heap=heap, echo=True)
     exit_on_sigterm()
     try:
         simulator.start()
     except SimulatorError as exc:
-        raise CliFail(str(exc)) from exc
+        logger.info("the simulator printed:\n%s", exc.console)  # -v
+        raise CliFail(str(exc), EXIT_DEVICE) from None
     url = simulator.url
-    click.echo(f"Simulateur capkey ({board_profile}, tas {simulator.heap // 1024} Ko) : {url}")
-    click.echo(f"  stockage : {simulator.storage}")
+    click.echo(f"capkey simulator ({board_profile}, heap {simulator.heap // 1024} KB): {url}")
+    click.echo(f"  storage: {simulator.storage}")
     click.echo(f"  capkey info   --device {url}")
-    click.echo(f"  capkey screen --device {url} --png ecran.png")
+    click.echo(f"  capkey screen --device {url} --png screen.png")
     click.echo(f"  capkey press  --device {url} '#'")
-    click.echo("Ctrl-C pour arrêter.")
+    click.echo("Ctrl-C stops it.")
     try:
         while not simulator.exited:
             time.sleep(0.5)
-        raise CliFail(f"le simulateur s'est arrêté (code {simulator.returncode}).", status=2)
+        raise CliFail(f"the simulator stopped (exit code {simulator.returncode}).", EXIT_DEVICE)
     except KeyboardInterrupt:
-        click.echo("Arrêt du simulateur.", err=True)
+        click.echo("Stopping the simulator.", err=True)
     finally:
         simulator.stop()
 
