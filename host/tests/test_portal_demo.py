@@ -11,7 +11,7 @@ from capkey_dev.demo import Demo, DemoError
 
 def test_refuses_a_folder_that_is_not_empty(tmp_path):
     (tmp_path / "something").write_text("x")
-    with pytest.raises(DemoError, match="n'est pas vide"):
+    with pytest.raises(DemoError, match="is not empty"):
         Demo(tmp_path, http_port=0, agent_port=0, echo=lambda line: None).start()
 
 

@@ -124,7 +124,7 @@ class Keypad:
             if words in " ".join(line.strip() for line in lines if line.strip()):
                 return lines
             if time.monotonic() > deadline:
-                raise DemoError(f"l'appareil n'affiche pas « {words} » : {lines}")
+                raise DemoError(f"the device does not show « {words} »: {lines}")
             time.sleep(0.05)
 
     def press(self, keys: str) -> None:
@@ -149,7 +149,7 @@ class _Call:
     def join(self, timeout: float = 60.0) -> object:
         self._t.join(timeout)
         if self._t.is_alive():
-            raise DemoError("l'appareil ne répond plus")
+            raise DemoError("the device stopped answering")
         if self.error is not None:
             raise self.error
         return self.result
@@ -171,7 +171,7 @@ class _Server:
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self._t.is_alive() or time.monotonic() > deadline:
-                raise DemoError(f"le serveur web n'a pas démarré sur 127.0.0.1:{self.port}")
+                raise DemoError(f"the web server did not start on 127.0.0.1:{self.port}")
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -238,38 +238,38 @@ class Demo:
         t0 = time.monotonic()
         self.echo(f"[{n}/{total}] {text}…")
         yield
-        self.echo(f"      fait ({time.monotonic() - t0:.1f} s)")
+        self.echo(f"      done ({time.monotonic() - t0:.1f} s)")
 
     def start(self) -> Demo:
         for port in {self.http_port, self.agent_port}:
             if not port_free(port):
-                raise DemoError(f"le port {port} est déjà utilisé")
+                raise DemoError(f"port {port} is already in use")
         if self.http_port == self.agent_port:
-            raise DemoError("le portail et l'agent ont besoin de deux ports")
+            raise DemoError("the portal and the agent need two different ports")
         self.folder.mkdir(parents=True, exist_ok=True)
         if any(self.folder.iterdir()):
-            raise DemoError(f"{self.folder} n'est pas vide")
+            raise DemoError(f"{self.folder} is not empty")
         try:
-            self.echo("Démarrage de l'appareil simulé (MicroPython)…")
+            self.echo("Starting the simulated device (MicroPython)…")
             t0 = time.monotonic()
             self.sim = Simulator(self.folder / "device", board_profile=self.board_profile,
                                  echo=self.sim_echo)
             self.sim.start()
             with Device.open(self.sim.url) as dev:
                 apps = dict(dev.info().apps)
-            self.echo(f"      fait ({time.monotonic() - t0:.1f} s) : "
+            self.echo(f"      done ({time.monotonic() - t0:.1f} s): "
                       + ", ".join(f"{a} {v}" for a, v in sorted(apps.items())))
             if "cap" not in apps:
-                raise DemoError("le firmware de l'appareil n'a pas le lecteur CAP")
+                raise DemoError("the device firmware has no CAP reader")
             if self.certificate is None:
                 self.certificate = "key" in apps
             elif self.certificate and "key" not in apps:
-                raise DemoError("le firmware de l'appareil n'a pas la clé à certificat")
+                raise DemoError("the device firmware has no certificate key")
             if not self.certificate:
-                self.echo("      (pas de clé à certificat : connexion par certificat absente)")
+                self.echo("      (no certificate key: no certificate login)")
             total = 5 if self.certificate else 4
-            with self._step(1, total, "Banque : base SQLite, clé maître émetteur CAP, autorité "
-                                      "de certification, service d'authentification"):
+            with self._step(1, total, "Bank: SQLite database, CAP issuer master key, certificate "
+                                      "authority, authentication service"):
                 now = dt.datetime.now(dt.UTC)
                 backend = SoftwareIssuerBackend({IMK_LABEL: generate_imk()})
                 ca = CertificateAuthority.create(
@@ -286,23 +286,23 @@ class Demo:
                 directory.add_user(SUBSCRIPTION, PRINCIPAL, Role.PRINCIPAL, actor=ACTOR)
                 directory.add_user(SUBSCRIPTION, OTHER_USER, Role.USER, actor=ACTOR)
                 code = directory.set_code(SUBSCRIPTION, PRINCIPAL, actor=ACTOR)
-            with self._step(2, total, "Personnalisation de la carte CAP de l'appareil "
-                                      f"(utilisateur {PRINCIPAL})"):
+            with self._step(2, total, "Personalising the device's CAP card "
+                                      f"(user {PRINCIPAL})"):
                 self._personalise(backend)
             cert_pin = puk = None
             if self.certificate:
-                with self._step(3, total, "Enrôlement du certificat : clé générée dans "
-                                          "l'appareil, PIN et PUK choisis sur son clavier"):
+                with self._step(3, total, "Enrolling the certificate: key made in the "
+                                          "device, PIN and PUK chosen on its keypad"):
                     cert_pin, puk = self._enrol(ca)
-            with self._step(total - 1, total, "Démarrage du portail, de la vue de l'appareil "
-                                              "et de l'agent de signature"):
+            with self._step(total - 1, total, "Starting the portal, the device view "
+                                              "and the signing agent"):
                 self._serve()
             self.credentials = Credentials(SUBSCRIPTION, PRINCIPAL, code, CARD_PIN, cert_pin,
                                            puk, OTHER_USER)
-            self.echo(f"[{total}/{total}] Prêt.")
+            self.echo(f"[{total}/{total}] Ready.")
         except (SimulatorError, LinkError) as exc:
             self.stop()
-            raise DemoError(f"appareil simulé : {exc}") from exc
+            raise DemoError(f"simulated device: {exc}") from exc
         except BaseException:
             self.stop()
             raise
@@ -386,29 +386,29 @@ class Demo:
         assert c is not None
         lines = [
             "",
-            f"  Portail (Espace Client)    : {self.portal_url}",
-            f"  Appareil (écran, clavier)  : {self.device_view_url}",
+            f"  Portal (Espace Client)     : {self.portal_url}",
+            f"  Device (screen, keypad)    : {self.device_view_url}",
         ]
         if self.certificate:
-            lines.append(f"  Agent de signature         : {self.agent_url}  (rôle TURBO SIGN)")
+            lines.append(f"  Signing agent              : {self.agent_url}  (the TURBO SIGN role)")
         lines += [
-            f"  Appareil simulé (lien)     : {self.device_url}",
+            f"  Simulated device (link)    : {self.device_url}",
             "",
             f"  Identifiant client         : {c.subscription}",
             f"  numéro Utilisateur         : {c.user}  (Utilisateur principal)",
-            f"  code PIN de la carte CAP   : {c.card_pin}",
+            f"  CAP card PIN               : {c.card_pin}",
         ]
         if c.cert_pin:
             puk = f"{c.puk[:4]} {c.puk[4:]}" if c.puk else "-"
-            lines.append(f"  code PIN du certificat     : {c.cert_pin}   (PUK : {puk})")
+            lines.append(f"  certificate PIN            : {c.cert_pin}   (PUK: {puk})")
         lines += [
             f"  code confidentiel          : {c.code}",
-            "      affiché une seule fois ; à modifier à la première connexion par code.",
-            "      DSP 2 : la toute première connexion se fait par lecteur CAP"
-            + (" ou certificat." if self.certificate else "."),
-            f"  autre utilisateur          : {c.other_user} (pour « Générer un nouveau code »)",
+            "      shown once; the portal asks for a new one at the first code login.",
+            "      PSD2: the very first login must use the CAP reader"
+            + (" or the certificate." if self.certificate else "."),
+            f"  another user               : {c.other_user} (for « Générer un nouveau code »)",
             "",
-            f"  Piste d'audit : capkey audit verify --db {self.folder / 'capkey.db'}",
+            f"  Audit trail: capkey audit verify --db {self.folder / 'capkey.db'}",
         ]
         return lines
 
@@ -422,8 +422,8 @@ def run_demo(*, http_port: int = 8400, agent_port: int = 8401, folder: str | Pat
     `keep`."""
     temporary = folder is None
     work = Path(tempfile.mkdtemp(prefix="capkey-demo-") if folder is None else folder)
-    echo("capkey demo — Accès à l'Espace Client Internet (banque, client et appareil simulés)")
-    echo(f"  dossier de travail : {work}")
+    echo("capkey demo — « Accès à l'Espace Client Internet » with a simulated bank, customer and device")
+    echo(f"  work folder: {work}")
     demo = Demo(work, http_port=http_port, agent_port=agent_port, board_profile=board_profile,
                 echo=echo)
     try:
@@ -431,17 +431,17 @@ def run_demo(*, http_port: int = 8400, agent_port: int = 8401, folder: str | Pat
         for line in demo.banner():
             echo(line)
         echo("")
-        echo("Ctrl-C pour arrêter.")
+        echo("Ctrl-C to stop.")
         while demo.sim is not None and not demo.sim.exited:
             time.sleep(0.5)
-        echo("L'appareil simulé s'est arrêté :")
+        echo("The simulated device stopped:")
         if demo.sim is not None:
             echo(demo.sim.console)
     except KeyboardInterrupt:
         echo("")
-        echo("Arrêt…")
+        echo("Stopping…")
     finally:
         demo.stop()
         if temporary and not keep:
             shutil.rmtree(work, ignore_errors=True)
-        echo("Arrêté.")
+        echo("Stopped.")
