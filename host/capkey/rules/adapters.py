@@ -41,6 +41,8 @@ from .model import Batch, CertEvidence, OperationRef, Payment
 log = logging.getLogger(__name__)
 
 _REASON = re.compile(r"[^a-z0-9_]")
+_NOBODY_PAN = "0" * 16  # no issuer numbers a card so: the dummy card's
+_NOBODY_REGISTERED = RegisteredCertificate(0, "00" * 32, "")  # matches no certificate
 
 
 def canonical_payload(challenge: bytes, record: Payment | Batch | OperationRef | None,
@@ -84,6 +86,7 @@ class CapVerifier:
         # The challenge a mode maps to is a pure function of it: remembered between issuance and
         # verification (a miss, e.g. on another node, just recomputes it).
         self._entry = functools.lru_cache(maxsize=8192)(self._compute_entry)
+        self._dummy: CapCard | None = None  # see dummy_verify
 
     def _compute_entry(self, mode: CapMode) -> _cap.CapChallenge:
         return _cap.cap_challenge(canonical_payload(
@@ -100,10 +103,24 @@ class CapVerifier:
             raise Rejected("bad_profile") from None
         entry = self._entry(mode)  # mode, challenge, amount: from the record (docs/cap.md §5.4)
         try:
-            return _cap.verify_cap(real, code, mode=entry.mode, challenge=entry.challenge,
-                                   amount=entry.amount, key_backend=self._backend)
+            atc = _cap.verify_cap(real, code, mode=entry.mode, challenge=entry.challenge,
+                                  amount=entry.amount, key_backend=self._backend)
         except _cap.InvalidCode:
             raise Rejected() from None
+        if self._dummy is None:  # a card whose profile and key are known to work
+            self._dummy = CapCard(0, {**card.profile, "pan": _NOBODY_PAN}, -1)
+        return atc
+
+    def dummy_verify(self, code: str, mode: CapMode) -> None:
+        """`CapDummy` (R2): `verify` for a card nobody has, modelled on the first card this
+        verifier accepted a code from (same CAP profile, PSN, PIN try limit and issuer key, so the
+        same ATC candidates and key backend calls; ATC floor of a new card, PAN of zeros). Until
+        a code has been accepted there is no model and nothing is done."""
+        if self._dummy is not None:
+            try:
+                self.verify(self._dummy, code, mode)
+            except Rejected:
+                pass
 
     def resync(self, card: CapCard, code1: str, code2: str) -> int:
         try:
@@ -142,3 +159,12 @@ class SignatureVerifier:
                 registered_fingerprints={bytes.fromhex(registered.fingerprint)}, now=now)
         except _sig.InvalidSignature as exc:
             raise Rejected(_REASON.sub("_", exc.reason.name.lower())[:40]) from None
+
+    def dummy_verify(self, evidence: CertEvidence, intent: SigningIntent, now: datetime) -> None:
+        """`SignatureDummy` (R2): `verify` against a registration no certificate has.
+        `verify_signature` runs every check whatever fails, so this costs a registered
+        certificate's refusal."""
+        try:
+            self.verify(evidence, intent, _NOBODY_REGISTERED, now)
+        except Rejected:
+            pass

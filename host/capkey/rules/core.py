@@ -15,22 +15,33 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..store import SessionRow, Store, Tx, UserRow
+from ..store import ChallengeRow, SessionRow, Store, Tx, UserRow
 from .codes import CodeHasher, InvalidConfidentialCode
 from .config import RulesConfig
 from .directory import Directory, subject_of
 from .interfaces import (
     CapCard,
     CapCheck,
+    CapDummy,
     CapMode,
     Clock,
     RegisteredCertificate,
     Rejected,
     SignatureCheck,
+    SignatureDummy,
     SigningIntent,
     SystemClock,
 )
-from .model import PERMANENT_BLOCK_IMMINENT, CertEvidence, Outcome, Session
+from .model import (
+    PAYMENT_OPERATIONS,
+    PERMANENT_BLOCK_IMMINENT,
+    Batch,
+    CertEvidence,
+    OperationRef,
+    Outcome,
+    Payment,
+    Session,
+)
 
 # The logger keeps the name it had before the service was split, so logging setups still match.
 log = logging.getLogger("capkey.rules.service")
@@ -39,6 +50,10 @@ IDENT = re.compile(r"^[A-Za-z0-9_-]{1,12}$")  # never 13+ digits: cannot be mist
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 US = 1_000_000
 _MAX_SECRET = 256
+LOGIN = "LOGIN"  # the purpose of a login challenge
+# No row has this id (both engines number rows from 1): the refusals that have no user or
+# credential to check run their statements against it, so that they cost what the others do (R2).
+NO_USER = 0
 
 # Events to hand to `on_event` once the transaction that raised them has committed.
 Events = list[tuple[str, dict[str, Any]]]
@@ -74,6 +89,26 @@ def evidence_ok(cert: object) -> bool:
             and len(cert.chain) <= 8 and all(isinstance(c, bytes) for c in cert.chain))
 
 
+def evidence_targets(challenge: ChallengeRow | None, subscription: str, user_no: str, now: int,
+                     record: Payment | Batch | OperationRef | None = None
+                     ) -> tuple[CapMode, SigningIntent]:
+    """What a CAP code and a signature must cover: `challenge`, for a login (`record` None) or
+    for the operation on `record` (Sign mode for a payment or batch). Without a challenge (spent,
+    unknown, or not this request's), a challenge nobody was issued: the dummy verification's."""
+    if challenge is None:
+        purpose, nonce, digest, expires_at = LOGIN, bytes(32), bytes(32), now
+    else:
+        purpose, nonce, digest, expires_at = (challenge.purpose, challenge.nonce,
+                                              challenge.digest, challenge.expires_at)
+    mode = CapMode("sign" if purpose in PAYMENT_OPERATIONS else "respond", purpose, nonce,
+                   digest, subscription, user_no, record)
+    intent = SigningIntent(
+        "LOGIN" if record is None else "PAYMENT" if isinstance(record, Payment) else
+        "BATCH" if isinstance(record, Batch) else "OPERATION",
+        nonce, subscription, user_no, digest, from_us(expires_at), record)  # type: ignore[arg-type]
+    return mode, intent
+
+
 def audited(tx: Tx, at: int, actor: str, subject: str, method: str, outcome: Outcome,
             reason: str = "") -> Outcome:
     """Records a decision to the audit trail in the transaction that made it, with the reason
@@ -100,6 +135,11 @@ class ServiceCore:
         self.hasher = code_hasher if code_hasher is not None else CodeHasher()
         self._cap = cap_verifier
         self._sig = signature_verifier
+        # Looked up once: a protocol isinstance check costs microseconds per call.
+        self._cap_dummy = (cap_verifier.dummy_verify if isinstance(cap_verifier, CapDummy)
+                           else None)
+        self._sig_dummy = (signature_verifier.dummy_verify
+                           if isinstance(signature_verifier, SignatureDummy) else None)
         self._on_event = on_event
         self.directory = Directory(store, clock=self.clock, code_hasher=self.hasher)
         self._record_config(actor)
@@ -144,6 +184,15 @@ class ServiceCore:
         except InvalidConfidentialCode:
             return before.code_hash, False
         return before.code_hash, True
+
+    def _refuse(self, tx: Tx, now: int, answer: Callable[..., Outcome], reason: str) -> Outcome:
+        """AUTH_FAILED that counts for nobody: an unknown, deactivated or blocked user (R10), a
+        stale code check. A counted failure updates the user's row; this makes the same kind of
+        write aimed at no row, so that both cost the same (R2)."""
+        cfg = self.config
+        tx.user_set_block(NO_USER, threshold=cfg.max_failures, now=now,
+                          until=now + cfg.block_duration_seconds * US)
+        return answer(Outcome.AUTH_FAILED, reason)
 
     def _fail(self, tx: Tx, user: UserRow, now: int, method: str, reason: str,
               events: Events, actor: str | None = None) -> Outcome:
@@ -198,14 +247,20 @@ class ServiceCore:
             return Outcome.SESSION_EXPIRED
         return row, user, subject_of(user.subscription, user.user_no)
 
-    def _check_evidence(self, tx: Tx, user: UserRow, t: int, cap_code: str | None,
+    def _check_evidence(self, tx: Tx, user_id: int, t: int, cap_code: str | None,
                         cert: CertEvidence | None, mode: CapMode, intent: SigningIntent) -> str:
-        """Runs the CAP or certificate verifier; '' on success, else the audit reason."""
+        """Runs the CAP or certificate verifier on `user_id`'s active credentials; '' on success,
+        else the audit reason. With nothing to check (`NO_USER`, no active card, no matching
+        registered certificate) the verifier's dummy verification runs instead, so that every
+        refusal costs one verification (R2)."""
         if cap_code is not None:
             if self._cap is None:
                 return "method_unavailable"
+            cards = tx.cards_of(user_id)
+            if not cards and self._cap_dummy is not None:
+                self._cap_dummy(cap_code, mode)
             reason = ""
-            for card in tx.cards_of(user.id):
+            for card in cards:
                 try:
                     atc = self._cap.verify(
                         CapCard(card.id, json.loads(card.profile), card.last_atc), cap_code, mode)
@@ -220,8 +275,10 @@ class ServiceCore:
             return "bad_cap_code" + (f":{reason}" if reason else "")
         if cert is None or self._sig is None:
             return "method_unavailable"
-        registration = tx.cert_find(user.id, cert.fingerprint)
+        registration = tx.cert_find(user_id, cert.fingerprint)
         if registration is None:  # R16: registered to this user, active (R19)
+            if self._sig_dummy is not None:
+                self._sig_dummy(cert, intent, from_us(t))  # type: ignore[arg-type]
             return "cert_not_registered"
         try:
             self._sig.verify(cert, intent, RegisteredCertificate(

@@ -88,6 +88,17 @@ class CapCheck(Protocol):
 
 
 @runtime_checkable
+class CapDummy(Protocol):
+    def dummy_verify(self, code: str, mode: CapMode) -> None:
+        """Does the work of one `verify` that rejects `code` (the same key backend calls, the same
+        number of ATC candidates), for a card nobody has, and returns. The service calls it when
+        there is no card to check (unknown, deactivated or blocked user, no active card, spent
+        challenge), so that every refused CAP code costs one verification (R2). Optional: without
+        it, those refusals skip the verification."""
+        ...
+
+
+@runtime_checkable
 class CapResync(Protocol):
     def resync(self, card: CapCard, code1: str, code2: str) -> int:
         """Two consecutive Identify codes made after a large ATC gap: returns the new floor (the
@@ -131,6 +142,17 @@ class SignatureCheck(Protocol):
         `now`, its usage and algorithm are allowed, its revocation status is known and good, and
         the signature verifies over the canonical payload of `intent`; raises `Rejected`
         otherwise."""
+        ...
+
+
+@runtime_checkable
+class SignatureDummy(Protocol):
+    def dummy_verify(self, evidence: CertEvidence, intent: SigningIntent, now: datetime) -> None:
+        """Does the work of one `verify` that rejects `evidence` (every check, as for a registered
+        certificate) and returns. The service calls it when no registered certificate matches
+        (unknown, deactivated or blocked user, unregistered or revoked certificate, spent
+        challenge), so that every refused signature costs one verification (R2). Optional:
+        without it, those refusals skip the verification."""
         ...
 
 

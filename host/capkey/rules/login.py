@@ -9,18 +9,21 @@ from functools import partial
 
 from ..store import ChallengeRow, SessionRow, Tx, UserRow
 from .core import (
+    LOGIN,
+    NO_USER,
     TOKEN,
     US,
     Events,
     ServiceCore,
     audited,
     evidence_ok,
+    evidence_targets,
     from_us,
     identifiers_ok,
     secret_ok,
 )
 from .directory import subject_of
-from .interfaces import CapMode, SigningIntent
+from .interfaces import CapMode
 from .model import (
     AuthLevel,
     LoginChallenge,
@@ -32,8 +35,6 @@ from .model import (
     Session,
     login_digest,
 )
-
-_LOGIN = "LOGIN"
 
 
 def _login_shape(req: object) -> tuple[Method | None, str]:
@@ -60,6 +61,17 @@ def _login_shape(req: object) -> tuple[Method | None, str]:
     return method, ""
 
 
+def _challenge_problem(challenge: ChallengeRow | None, req: LoginRequest) -> str:
+    """Why `challenge` cannot carry this login (the audit reason), or ''."""
+    if challenge is None:
+        return "challenge_spent"
+    if (challenge.purpose != LOGIN or challenge.session_id is not None
+            or challenge.subscription != req.subscription or challenge.user_no != req.user_no
+            or challenge.digest != login_digest(req.subscription, req.user_no)):
+        return "challenge_binding"
+    return ""
+
+
 class LoginRules(ServiceCore):
     def issue_login_challenge(self, subscription: str, user_no: str, *,
                               now: datetime | None = None) -> LoginChallenge | None:
@@ -71,11 +83,11 @@ class LoginRules(ServiceCore):
         nonce = secrets.token_bytes(32)
         digest = login_digest(subscription, user_no)
         row = ChallengeRow(secrets.token_urlsafe(16), nonce, subscription, user_no, None, None,
-                           _LOGIN, digest, t + self.config.challenge_ttl_seconds * US)
+                           LOGIN, digest, t + self.config.challenge_ttl_seconds * US)
         cap_challenge = None
         if self._cap is not None:
             cap_challenge = self._cap.challenge(
-                CapMode("respond", _LOGIN, nonce, digest, subscription, user_no))
+                CapMode("respond", LOGIN, nonce, digest, subscription, user_no))
         self.store.insert_challenge(row, t)
         return LoginChallenge(row.id, nonce, cap_challenge,
                               from_us(row.expires_at))  # type: ignore[arg-type]
@@ -112,14 +124,14 @@ class LoginRules(ServiceCore):
         user = tx.user_find(req.subscription, req.user_no, lock=True)
         reason = self._usable(user, t)
         if reason:
-            return LoginResult(answer(Outcome.AUTH_FAILED, reason))
+            return LoginResult(self._refuse(tx, t, answer, reason))
         assert user is not None
         if user.code_hash is None:
             return LoginResult(self._fail(tx, user, t, "CODE", "no_code", events))
         if verified_hash != user.code_hash:
             # State moved between the check and this transaction: nothing was verified against
             # the current code, so nothing is counted either way.
-            return LoginResult(answer(Outcome.AUTH_FAILED, "stale"))
+            return LoginResult(self._refuse(tx, t, answer, "stale"))
         if not ok:
             return LoginResult(self._fail(tx, user, t, "CODE", "bad_code", events))
         if not tx.user_record_success(user.id, now=t, sca=False):
@@ -147,23 +159,18 @@ class LoginRules(ServiceCore):
         answer = partial(audited, tx, t, subject, subject, method.value)
         user = tx.user_find(req.subscription, req.user_no, lock=True)
         challenge = tx.challenge_consume(req.challenge_id, t)  # type: ignore[arg-type]
-        reason = self._usable(user, t)
-        if reason:
-            return LoginResult(answer(Outcome.AUTH_FAILED, reason))
+        unusable = self._usable(user, t)
+        problem = unusable or _challenge_problem(challenge, req)
+        # The evidence is checked for a usable user over a good challenge only; otherwise the
+        # same work is done for nobody (R2).
+        mode, intent = evidence_targets(challenge, req.subscription, req.user_no, t)
+        failure = self._check_evidence(tx, NO_USER if problem or user is None else user.id, t,
+                                       req.cap_code, req.cert, mode, intent)
+        if unusable:
+            return LoginResult(self._refuse(tx, t, answer, unusable))
         assert user is not None
-        if challenge is None:
-            return LoginResult(self._fail(tx, user, t, method.value, "challenge_spent", events))
-        if (challenge.purpose != _LOGIN or challenge.session_id is not None
-                or challenge.subscription != req.subscription or challenge.user_no != req.user_no
-                or challenge.digest != login_digest(req.subscription, req.user_no)):
-            return LoginResult(self._fail(tx, user, t, method.value, "challenge_binding", events))
-        mode = CapMode("respond", _LOGIN, challenge.nonce, challenge.digest, user.subscription,
-                       user.user_no)
-        intent = SigningIntent("LOGIN", challenge.nonce, user.subscription, user.user_no,
-                               challenge.digest, from_us(challenge.expires_at))  # type: ignore[arg-type]
-        failure = self._check_evidence(tx, user, t, req.cap_code, req.cert, mode, intent)
-        if failure:
-            return LoginResult(self._fail(tx, user, t, method.value, failure, events))
+        if problem or failure:
+            return LoginResult(self._fail(tx, user, t, method.value, problem or failure, events))
         if not tx.user_record_success(user.id, now=t, sca=True):  # R3, R5
             return LoginResult(answer(Outcome.AUTH_FAILED, "blocked"))
         session = self._new_session(tx, user, method, AuthLevel.SCA, t, False)

@@ -11,8 +11,19 @@ from enum import StrEnum
 from functools import partial
 
 from ..store import ChallengeRow, SessionRow, Tx, UserRow
-from .core import TOKEN, US, Events, ServiceCore, audited, evidence_ok, from_us, secret_ok
-from .interfaces import CapMode, SigningIntent
+from .core import (
+    NO_USER,
+    TOKEN,
+    US,
+    Events,
+    ServiceCore,
+    audited,
+    evidence_ok,
+    evidence_targets,
+    from_us,
+    secret_ok,
+)
+from .interfaces import CapMode
 from .model import (
     CHANGE_CODE,
     PAYMENT_OPERATIONS,
@@ -158,33 +169,40 @@ class StepUpRules(ServiceCore):
         if row.must_change:
             return answer(Outcome.CODE_CHANGE_REQUIRED)
         challenge = tx.challenge_consume(challenge_id, t)
-        if user.blocked(t):  # R10: nothing is verified
-            return answer(Outcome.AUTH_FAILED, "blocked")
-        if challenge is None:
-            return self._fail(tx, user, t, m, "challenge_spent", events)
-        if (challenge.session_id != row.id or challenge.user_id != user.id
-                or challenge.purpose not in self.config.sensitive_operations):
-            return self._fail(tx, user, t, m, "challenge_binding", events)
-        op = challenge.purpose
-        try:
-            record = operation_record(op, transaction, operation_id)
-        except InvalidTransaction:
-            return self._fail(tx, user, t, m, "record_mismatch", events)
-        if record.digest() != challenge.digest:  # R7: any change after issuance
-            return self._fail(tx, user, t, m, "record_changed", events)
-        mode = CapMode("sign" if op in PAYMENT_OPERATIONS else "respond", op, challenge.nonce,
-                       challenge.digest, user.subscription, user.user_no, record)
-        intent = SigningIntent(
-            "PAYMENT" if isinstance(record, Payment) else
-            "BATCH" if isinstance(record, Batch) else "OPERATION",
-            challenge.nonce, user.subscription, user.user_no, challenge.digest,
-            from_us(challenge.expires_at), record)  # type: ignore[arg-type]
-        failure = self._check_evidence(tx, user, t, cap_code, cert, mode, intent)
-        if failure:
-            return self._fail(tx, user, t, m, failure, events)
+        record, problem = self._bound_record(row, user, challenge, transaction, operation_id)
+        blocked = user.blocked(t)  # R10: nothing is verified
+        # The evidence is checked for an unblocked user over a good challenge only; otherwise the
+        # same work is done for nobody (R2).
+        mode, intent = evidence_targets(challenge if record is not None else None,
+                                        user.subscription, user.user_no, t, record)
+        failure = self._check_evidence(tx, NO_USER if blocked or problem else user.id, t,
+                                       cap_code, cert, mode, intent)
+        if blocked:
+            return self._refuse(tx, t, answer, "blocked")
+        if problem or failure:
+            return self._fail(tx, user, t, m, problem or failure, events)
+        assert challenge is not None
         if not tx.user_record_success(user.id, now=t, sca=True):  # a step-up restarts R5's clock
             return answer(Outcome.AUTH_FAILED, "blocked")
         tx.session_record_sca(row.id, t)
-        tx.grant_insert(row.id, op, challenge.digest,
+        tx.grant_insert(row.id, challenge.purpose, challenge.digest,
                         expires_at=t + self.config.step_up_grant_ttl_seconds * US, now=t)
-        return answer(Outcome.OK, op)
+        return answer(Outcome.OK, challenge.purpose)
+
+    def _bound_record(self, row: SessionRow, user: UserRow, challenge: ChallengeRow | None,
+                      transaction: Transaction | None, operation_id: str | None
+                      ) -> tuple[Payment | Batch | OperationRef | None, str]:
+        """The server's record of the operation the challenge was issued for (R7, R8), or None
+        and why not (the audit reason)."""
+        if challenge is None:
+            return None, "challenge_spent"
+        if (challenge.session_id != row.id or challenge.user_id != user.id
+                or challenge.purpose not in self.config.sensitive_operations):
+            return None, "challenge_binding"
+        try:
+            record = operation_record(challenge.purpose, transaction, operation_id)
+        except InvalidTransaction:
+            return None, "record_mismatch"
+        if record.digest() != challenge.digest:  # R7: any change after issuance
+            return None, "record_changed"
+        return record, ""

@@ -7,6 +7,10 @@ next to the crypto-only rate (the same `verify_cap` calls without the store) fro
 Excluded from the timing: the card's side (computing each code) and confidential-code hashing
 (no CODE logins here). PostgreSQL is measured when CAPKEY_PG_DSN (or the default local DSN of
 host/tests/start_postgres.sh) answers.
+
+Failure timing (R2): the median time of a refused CAP login per path (wrong code for a known user,
+unknown subscription, unknown user, blocked user, revoked card), on each engine, the paths
+interleaved in one run so that the machine's load weighs on all alike.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import multiprocessing
 import os
 import secrets
+import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -33,6 +38,7 @@ _ORIGIN = "https://banque.example"
 _PG_DSN = "postgresql://capkey:capkey@127.0.0.1:5432/capkey"
 _USERS = 64
 _LOGINS = 3000  # per process and run
+_FAILURES = 600  # refused logins per path, for the failure timing
 _T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
@@ -120,6 +126,38 @@ def _login_run(service: AuthService, sub: str, cards: dict[str, _Card], n: int
     return t_issue + t_login, ok, n - ok
 
 
+def _failure_timing(service: AuthService) -> str:
+    """Median time of a refused CAP login per path (R2), on a fresh subscription F0. Not timed:
+    challenge issuance, and the successful login after each wrong code that keeps the user from
+    reaching the block."""
+    _provision(service, ["F0"])
+    cards = _cards(service, "F0")
+    _login_run(service, "F0", cards, _USERS)  # every card used once: CapVerifier has its dummy
+    blocked, revoked = f"U{_USERS - 1}", f"U{_USERS - 2}"
+    for _ in range(service.config.max_failures):  # no code set: each attempt counts
+        service.login(LoginRequest("F0", blocked, code="Wrong-code-1"))
+    (card_id, *_), = service.directory.user_state("F0", revoked).cards
+    service.directory.deactivate("card", actor="bench", subscription="F0", user_no=revoked,
+                                 credential_id=card_id)
+    paths = {"wrong code": ("F0", "U0"), "unknown subscription": ("F9", "U0"),
+             "unknown user": ("F0", "NOBODY"), "blocked user": ("F0", blocked),
+             "revoked card": ("F0", revoked)}
+    times: dict[str, list[float]] = {path: [] for path in paths}
+    for _ in range(_FAILURES):
+        code = f"{secrets.randbelow(1 << 26):08d}"  # the codes the profile's 26 bits can carry
+        for path, (sub, user) in paths.items():
+            ch = service.issue_login_challenge(sub, user)
+            request = LoginRequest(sub, user, cap_code=code, challenge_id=ch.id)
+            t0 = time.perf_counter()
+            service.login(request)
+            times[path].append(time.perf_counter() - t0)
+        _login_run(service, "F0", cards, 1)  # U0's success resets its failure count
+    medians = {path: statistics.median(t) * 1000 for path, t in times.items()}
+    spread = max(medians.values()) - min(medians.values())
+    return (", ".join(f"{path} {ms:.3f}" for path, ms in medians.items())
+            + f" ms (spread {spread:.3f} ms)")
+
+
 def _crypto_only(n: int) -> float:
     """verify_cap alone on the same kind of card, one ATC candidate per call."""
     backend = SoftwareIssuerBackend.for_tests()
@@ -171,6 +209,7 @@ def run() -> None:
             seconds, ok, refused = _login_run(service, "B0", cards, _LOGINS)
             rate = ok / seconds
             audit_ok = service.store.verify_audit().ok
+            failures = _failure_timing(service) if synchronous == "FULL" else ""
             service.store.close()
         what = ("default: every decision flushed to disk" if synchronous == "FULL" else
                 "opt-in: a power cut may roll back the last decisions")
@@ -178,6 +217,9 @@ def run() -> None:
               f"logins/s ({ok} accepted, {refused} refused, audit chain "
               f"{'intact' if audit_ok else 'BROKEN'}) = {rate / crypto:.3f} x crypto-only, "
               f"{rate / 1800:.2f} x target (1800/s)")
+        if failures:
+            print(f"SQLite failure timing, median of {_FAILURES} refused CAP logins per path: "
+                  f"{failures}")
 
     dsn = os.environ.get("CAPKEY_PG_DSN") or _PG_DSN
     reason = _pg_available(dsn)
@@ -211,6 +253,8 @@ def run() -> None:
                   f"{rate / crypto:.3f} x crypto-only")
         print(f"PostgreSQL audit chain {'intact' if setup.store.verify_audit().ok else 'BROKEN'}; "
               f"{os.cpu_count()} CPUs; synchronous_commit as configured on the server")
+        print(f"PostgreSQL failure timing, median of {_FAILURES} refused CAP logins per path: "
+              f"{_failure_timing(setup)}")
     finally:
         store = setup.store
         if isinstance(store, PostgresStore):
