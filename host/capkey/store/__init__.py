@@ -14,18 +14,11 @@ from __future__ import annotations
 import os
 
 from .audit import AuditRecord, ChainProblem, ChainReport
-from .base import (
-    CardRow,
-    CertRow,
-    ChallengeRow,
-    Conflict,
-    SessionRow,
-    Store,
-    StoreError,
-    Tx,
-    UserRow,
-)
+from .base import Store
+from .errors import Conflict, StoreError
 from .migrations import LATEST as SCHEMA_VERSION
+from .rows import CardRow, CertRow, ChallengeRow, SessionRow, UserRow
+from .tx import Tx
 
 __all__ = [
     "AuditRecord", "CardRow", "CertRow", "ChainProblem", "ChainReport", "ChallengeRow",

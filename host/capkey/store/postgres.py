@@ -18,7 +18,10 @@ from typing import Any
 
 import psycopg
 
-from .base import ChallengeRow, Store, Tx
+from .base import Store
+from .rows import ChallengeRow
+from .tx import Tx
+from .tx.core import TxCore
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x6361706B6579  # "capkey"
@@ -71,7 +74,7 @@ class PostgresStore(Store):
             self._sql_cache[sql] = converted
         return conn.execute(converted, params, prepare=True)
 
-    def _append_if_head(self, tx: Tx, chain: int, head: tuple[int, bytes], rows: list[tuple]
+    def _append_if_head(self, tx: TxCore, chain: int, head: tuple[int, bytes], rows: list[tuple]
                         ) -> bool:
         """One statement: the head moves and the rows are inserted only if the head matched."""
         values = ", ".join(["(?::bigint, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, "

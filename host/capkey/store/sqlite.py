@@ -21,7 +21,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Store, Tx
+from .base import Store
+from .tx import Tx
 
 _BUSY_TIMEOUT_MS = 30_000
 

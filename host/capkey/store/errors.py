@@ -1,0 +1,9 @@
+"""The store's exceptions (raised by every engine alike)."""
+
+
+class StoreError(Exception):
+    """The database is unusable for capkey (unknown schema version, bad URL…)."""
+
+
+class Conflict(StoreError):
+    """A unique name (subscription, user number, certificate) already exists."""
