@@ -13,7 +13,7 @@ from capkey._cli.admin import admin
 from capkey._cli.audit import audit
 from capkey.rules import AuthService, Outcome, RulesConfig
 from capkey.store import open_store
-from capkey.store.audit import AuditRecord, record_hash
+from capkey.store.audit import AuditRecord, unkeyed_hash
 
 
 def _cli(group, *args, env=None):
@@ -115,7 +115,7 @@ def test_R20_forged_record_without_chain_detected(world):
     rows = world.audit()
     chain, seq, *_ = rows[-1]
     forged = AuditRecord(1, "ops", "C1/U1", "ADMIN", "UNBLOCK", "", chain, seq + 1)
-    digest = record_hash(b"\0" * 32, forged)
+    digest = unkeyed_hash(b"\0" * 32, forged)
     _tamper(world, f"INSERT INTO audit VALUES ({chain}, {seq + 1}, 1, 'ops', 'C1/U1', 'ADMIN', "
                    f"'UNBLOCK', '', X'{'00' * 32}', X'{digest.hex()}')")
     assert not world.store.verify_audit().ok

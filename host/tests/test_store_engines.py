@@ -6,6 +6,7 @@ import pytest
 from test_rules_support import ENGINES, make_target
 
 from capkey.store import SCHEMA_VERSION, ChallengeRow, StoreError, open_store
+from capkey.store.audit import AUDIT_CHAINS, KEYED_START
 
 
 @pytest.fixture(params=ENGINES)
@@ -67,7 +68,7 @@ def test_store_rolls_back_on_error(store):
             raise RuntimeError("boom")
     with store.read() as tx:
         assert tx.subscription_get("C9") is None
-        assert tx.audit_rows() == []
+        assert [r for r in tx.audit_rows() if r[5] != KEYED_START] == []
     assert store.verify_audit().ok
 
 
@@ -110,9 +111,33 @@ def test_R20_two_nodes_interleaving_on_one_chain_keep_it_intact(store):
                 tx.audit(at=i, actor="ops", subject="C1/U1", method="ADMIN", result=f"R{i}")
                 tx.audit(at=i, actor="ops", subject="C1/U1", method="ADMIN", result=f"S{i}")
         report = store.verify_audit()
-        assert report.ok and report.records == 12
+        assert report.ok and report.records == AUDIT_CHAINS + 12  # each chain's keyed start
         with store.read() as tx:
-            results = [r[6] for r in tx.audit_rows()]
+            results = [r[6] for r in tx.audit_rows() if r[5] != KEYED_START]
         assert results == [x for i in range(6) for x in (f"R{i}", f"S{i}")]
     finally:
         other.close()
+
+
+@pytest.mark.postgres
+def test_store_postgres_url_options_hold_on_every_connection(tmp_path):
+    """Issue 12, break 6: a search_path in the URL's options must hold on the store's second
+    connection (login challenges) too: it was replaced there, and the first challenge failed
+    with UndefinedTable (or went to another schema's table)."""
+    import psycopg
+
+    target, schema = make_target("postgres", tmp_path)
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{target}{'&' if '?' in target else '?'}options=-csearch_path%3D{schema}"
+    store = open_store(url)
+    try:
+        store.insert_challenge(ChallengeRow("abcdefghijklmnopqrstuv", b"n" * 32, "C1", "U1", None,
+                                            None, "LOGIN", b"d" * 32, 1000), 0)
+        with store.transaction() as tx:
+            assert tx._one("SELECT current_schema()")[0] == schema
+            assert tx.challenge_consume("abcdefghijklmnopqrstuv", 10) is not None
+    finally:
+        store.close()
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .audit import AUDIT_KEY_HELP
 from .util import CliFail, open_db
 
 _DB_HELP = "SQLite file or postgresql:// DSN (env CAPKEY_DB; default capkey.db)."
@@ -48,7 +49,7 @@ def _run(fn, *args, **kwargs):
         raise CliFail(f"code refused by the policy ({exc.reason})") from None
 
 
-@click.group()
+@click.group(epilog=AUDIT_KEY_HELP)
 @click.option("--db", envvar="CAPKEY_DB", default=None, help=_DB_HELP)
 @click.option("--actor", default=_default_actor, show_default="ops:<login>",
               help="Operator name written to the audit trail.")

@@ -1,7 +1,8 @@
 """capkey state: SQLite (embedded default) and PostgreSQL back ends, one versioned schema, an
-append-only hash-chained audit trail.
+append-only audit trail chained with an HMAC key kept outside the database.
 
-    store = open_store("capkey.db")                      # or "postgresql://user:pw@host/db"
+    key = load_key_file(Path("audit-key.json"), read_kek(Path("kek.bin")))  # or an HSM's AuditKey
+    store = open_store("capkey.db", audit_key=key)       # or "postgresql://user:pw@host/db"
     store.migrate()
     with store.transaction() as tx:
         ...
@@ -11,43 +12,72 @@ The authentication rules live in `capkey.rules`; this package only knows rows an
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 
-from .audit import AuditRecord, ChainProblem, ChainReport
+from .audit import AuditRecord, ChainProblem, ChainReport, Checkpoint
 from .base import Store
 from .errors import Conflict, StoreError
+from .keys import (
+    KEK_FILE_ENV,
+    KEY_FILE_ENV,
+    AuditKey,
+    AuditKeyError,
+    SoftwareAuditKey,
+    is_test_key,
+    key_from_environment,
+    load_key_file,
+    read_kek,
+)
 from .migrations import LATEST as SCHEMA_VERSION
 from .rows import CardRow, CertRow, ChallengeRow, SessionRow, UserRow
 from .tx import Tx
 
 __all__ = [
-    "AuditRecord", "CardRow", "CertRow", "ChainProblem", "ChainReport", "ChallengeRow",
-    "Conflict", "SCHEMA_VERSION", "SessionRow", "Store", "StoreError", "Tx", "UserRow",
-    "open_store",
+    "AuditKey", "AuditKeyError", "AuditRecord", "CardRow", "CertRow", "ChainProblem",
+    "ChainReport", "ChallengeRow", "Checkpoint", "Conflict", "KEK_FILE_ENV", "KEY_FILE_ENV",
+    "SCHEMA_VERSION", "SessionRow", "SoftwareAuditKey", "Store", "StoreError", "Tx", "UserRow",
+    "is_test_key", "load_key_file", "open_store", "read_kek",
 ]
 
 DEFAULT_PATH = "capkey.db"
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _unconfigured_key() -> AuditKey:
+    log.warning("no audit key given (audit_key=, or $%s and $%s): the audit trail is keyed under "
+                "the published test key and does not resist someone who can write the database",
+                KEY_FILE_ENV, KEK_FILE_ENV)
+    return SoftwareAuditKey.for_tests()
 
 
 def open_store(target: str | None = None, *, migrate: bool = True, schema: str | None = None,
-               sqlite_synchronous: str = "FULL") -> Store:
+               sqlite_synchronous: str = "FULL", audit_key: AuditKey | None = None) -> Store:
     """Opens a store. `target` is a SQLite file path or a ``postgresql://`` DSN; when None, the
     environment variable ``CAPKEY_DB`` or ``capkey.db``. `schema` selects a PostgreSQL schema
     (created if missing). With `migrate`, missing migrations are applied. `sqlite_synchronous`
     ``"NORMAL"`` trades the durability of the last decisions before a power cut for speed
-    (docs/rules.md, "Durability")."""
+    (docs/rules.md, "Durability").
+
+    `audit_key` links the audit trail (rules.md R20); when None, the key file named by
+    ``CAPKEY_AUDIT_KEY_FILE`` unwrapped with the KEK file named by ``CAPKEY_AUDIT_KEK_FILE``,
+    else the published test key (with a warning: development only)."""
     target = target or os.environ.get("CAPKEY_DB") or DEFAULT_PATH
+    if audit_key is None:
+        audit_key = key_from_environment() or _unconfigured_key()
     store: Store
     if target.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
-        store = PostgresStore(target, schema=schema)
+        store = PostgresStore(target, audit_key=audit_key, schema=schema)
     else:
         if schema is not None:
             raise StoreError("schema applies to PostgreSQL only")
         from .sqlite import SqliteStore
 
-        store = SqliteStore(target, synchronous=sqlite_synchronous)
+        store = SqliteStore(target, audit_key=audit_key, synchronous=sqlite_synchronous)
     if migrate:
         store.migrate()
     return store

@@ -1,6 +1,6 @@
 """`Store`: the engine-independent half of a capkey database (transactions, migrations, audit
-verification) and the small contract an engine fills in. The SQL lives in `capkey.store.tx`, the
-row types in `capkey.store.rows`.
+verification and checkpoints) and the small contract an engine fills in. The SQL lives in
+`capkey.store.tx`, the row types in `capkey.store.rows`.
 
 Times are integers: microseconds since the epoch, UTC.
 """
@@ -8,13 +8,16 @@ Times are integers: microseconds since the epoch, UTC.
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from . import audit as _audit
 from .errors import StoreError
+from .keys import AuditKey
 from .migrations import LATEST, MIGRATIONS
 from .rows import ChallengeRow
 from .tx import Tx
@@ -26,7 +29,10 @@ class Store(ABC):
     """A capkey database. Thread-safe (one connection, one transaction at a time); open one
     `Store` per process.
 
-    An engine is a subclass that provides (see `sqlite.SqliteStore`, `postgres.PostgresStore`):
+    `audit_key` links the audit trail (`capkey.store.keys`); it is never written to the database.
+
+    An engine is a subclass that calls ``Store.__init__(audit_key)`` and provides (see
+    `sqlite.SqliteStore`, `postgres.PostgresStore`):
 
     ``dialect``
         the name `migrations` selects its DDL by (``"sqlite"``, ``"postgres"``).
@@ -55,7 +61,11 @@ class Store(ABC):
     _for_update = ""
     _for_update_plain = ""
 
-    def __init__(self) -> None:
+    def __init__(self, audit_key: AuditKey) -> None:
+        if not isinstance(audit_key, AuditKey):
+            raise TypeError("audit_key must be an AuditKey")
+        self.audit_key = audit_key
+        self._audit_key_checked = False  # see `Tx._check_audit_key`
         self._lock = threading.RLock()
         # Last audit chain heads this store wrote (a hint for `Tx._flush_audit`, never trusted:
         # the write that uses it is conditional on the head being unchanged).
@@ -114,9 +124,12 @@ class Store(ABC):
         row = tx._one("SELECT MAX(version) FROM schema_version")
         return row[0] or 0
 
-    def migrate(self, now_us: int = 0) -> int:
+    def migrate(self, now_us: int | None = None) -> int:
         """Applies missing migrations in order; returns the schema version. Safe to call from
-        several processes at once."""
+        several processes at once. Migration 2 writes records keyed under `audit_key`: migrate
+        with the key the trail is to be kept under."""
+        if now_us is None:
+            now_us = time.time_ns() // 1000
         with self.transaction() as tx:
             self._migration_lock(tx)
             current = self._current_version(tx)
@@ -130,16 +143,29 @@ class Store(ABC):
                     continue
                 for statement in migration.sql(self.dialect):
                     tx.execute(statement)
+                if migration.step is not None:
+                    migration.step(tx, now_us)
                 tx.execute(
                     "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
                     (migration.version, migration.description, now_us),
                 )
         return self.schema_version()
 
-    def verify_audit(self) -> _audit.ChainReport:
-        """Checks the whole audit trail (``capkey audit verify``)."""
+    def verify_audit(self, checkpoints: Sequence[_audit.Checkpoint] = ()) -> _audit.ChainReport:
+        """Checks the whole audit trail under `audit_key`, and that it still extends every one
+        of `checkpoints` (``capkey audit verify``)."""
         with self.transaction(durable=False) as tx:
-            return _audit.verify_rows(tx.audit_rows(), tx.audit_heads())
+            rows, heads = tx.audit_rows(), tx.audit_heads()
+        return _audit.verify_rows(rows, heads, self.audit_key, checkpoints)
+
+    def export_audit_head(self) -> tuple[_audit.ChainReport, _audit.Checkpoint | None]:
+        """Verifies the trail and, only if it is intact, signs a checkpoint of its heads
+        (``capkey audit export-head``), to keep on write-once storage."""
+        report = self.verify_audit()
+        if not report.ok:
+            return report, None
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return report, _audit.Checkpoint.sign(self.audit_key, report, now)
 
     # -- what an engine provides --------------------------------------------------------------
 

@@ -1,20 +1,27 @@
 """Versioned schema for both engines.
 
-A migration is a version number, a description and a list of statements. A statement is either a
-string with the placeholders ``{pk}`` (auto-increment primary key), ``{blob}`` (binary column),
-or a mapping ``{"sqlite": ..., "postgres": ...}`` when the engines need different text. Versions are
-applied in order, each in its own transaction, and recorded in ``schema_version``; a store refuses
-to open a database whose version is newer than the code knows (see ``Store.migrate``).
+A migration is a version number, a description, a list of statements and an optional `step` (code
+run after the statements, in the same transaction, for what SQL text cannot do). A statement is
+either a string with the placeholders ``{pk}`` (auto-increment primary key), ``{blob}`` (binary
+column), or a mapping ``{"sqlite": ..., "postgres": ...}`` when the engines need different text.
+Versions are applied in order, each in its own transaction, and recorded in ``schema_version``; a
+store refuses to open a database whose version is newer than the code knows (see
+``Store.migrate``).
 
 Never edit a released migration: append a new one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .audit import AUDIT_CHAINS, genesis
+
+if TYPE_CHECKING:  # the transaction imports the audit module, not the migrations
+    from .tx import Tx
 
 _DIALECT = {
     "sqlite": {"pk": "INTEGER PRIMARY KEY", "blob": "BLOB"},
@@ -27,6 +34,7 @@ class Migration:
     version: int
     description: str
     statements: tuple[str | Mapping[str, str], ...]
+    step: Callable[[Tx, int], None] | None = None  # (transaction, now in µs)
 
     def sql(self, dialect: str) -> list[str]:
         out = []
@@ -163,5 +171,16 @@ def _genesis_rows() -> tuple[Mapping[str, str], ...]:
 
 _V1 = Migration(_V1.version, _V1.description, _V1.statements + _genesis_rows())
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+# The keyed audit chain (rules.md R20, "Keyed segments"): each chain gets a record, linked under the
+# store's audit key, that names the key and a new random trail id. Records written before it stay
+# as they are (unkeyed, SHA-256); its link covers the last of them, so from now on they cannot be
+# changed either. On a new database it is the first record of every chain.
+_V2 = Migration(
+    2,
+    "keyed audit chain: every chain's keyed segment starts",
+    (),
+    step=lambda tx, now: tx.start_keyed_segment(now, str(uuid.uuid4())),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 LATEST = MIGRATIONS[-1].version

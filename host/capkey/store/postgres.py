@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .base import Store
+from .keys import AuditKey
 from .rows import ChallengeRow
 from .tx import Tx
 from .tx.core import TxCore
@@ -27,22 +29,29 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x6361706B6579  # "capkey"
 
 
+def _conninfo(dsn: str, *options: str, **params: Any) -> str:
+    """`dsn` with `options` (``-c name=value`` settings) appended to its own and `params` set.
+    A keyword ``options=`` given to ``psycopg.connect`` would replace the DSN's instead (a
+    ``search_path`` in the URL lost on a second connection: issue 12, break 6)."""
+    merged = " ".join(filter(None, (conninfo_to_dict(dsn).get("options"), *options)))
+    return make_conninfo(dsn, options=merged or None, **params)
+
+
 class PostgresStore(Store):
     dialect = "postgres"
     _for_update = " FOR UPDATE OF u"
     _for_update_plain = " FOR UPDATE"
 
-    def __init__(self, dsn: str, *, schema: str | None = None, connect_timeout: int = 5):
-        super().__init__()
-        self.dsn = dsn
+    def __init__(self, dsn: str, *, audit_key: AuditKey, schema: str | None = None,
+                 connect_timeout: int = 5):
+        super().__init__(audit_key)
         self.schema = schema
-        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": connect_timeout}
-        if schema is not None:
-            if not _SCHEMA_NAME.match(schema):
-                raise ValueError("schema name must be a lower-case SQL identifier")
-            kwargs["options"] = f"-c search_path={schema}"
-        self._conn = psycopg.connect(dsn, **kwargs)
-        self._connect_args = kwargs
+        if schema is not None and not _SCHEMA_NAME.match(schema):
+            raise ValueError("schema name must be a lower-case SQL identifier")
+        # Every connection opens with this (the DSN's own options kept, the schema's added).
+        self._conninfo = _conninfo(dsn, *([f"-c search_path={schema}"] if schema else []),
+                                   connect_timeout=connect_timeout)
+        self._conn = psycopg.connect(self._conninfo, autocommit=True)
         self._fast: psycopg.Connection | None = None
         if schema is not None:
             self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -96,9 +105,8 @@ class PostgresStore(Store):
         network round trip instead of four."""
         with self._lock:
             if self._fast is None:
-                args = dict(self._connect_args)
-                args["options"] = (args.get("options", "") + " -c synchronous_commit=off").strip()
-                self._fast = psycopg.connect(self.dsn, **args)
+                self._fast = psycopg.connect(
+                    _conninfo(self._conninfo, "-c synchronous_commit=off"), autocommit=True)
             self._fast.execute(
                 "INSERT INTO challenges (id, nonce, subscription, user_no, user_id, session_id, "
                 "purpose, digest, expires_at, used, created_at) "

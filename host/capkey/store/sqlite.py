@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import Store
+from .keys import AuditKey
 from .tx import Tx
 
 _BUSY_TIMEOUT_MS = 30_000
@@ -30,9 +31,9 @@ _BUSY_TIMEOUT_MS = 30_000
 class SqliteStore(Store):
     dialect = "sqlite"
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = _BUSY_TIMEOUT_MS,
+    def __init__(self, path: str, *, audit_key: AuditKey, busy_timeout_ms: int = _BUSY_TIMEOUT_MS,
                  synchronous: str = "FULL"):
-        super().__init__()
+        super().__init__(audit_key)
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL (default) or NORMAL (see docs/rules.md)")
         self.path = path
