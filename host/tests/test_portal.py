@@ -20,7 +20,8 @@ from test_portal_support import (
 
 from capkey.cert import payload as pl
 from capkey.emv import verifier as capv
-from capkey.portal.app import EXPIRED, FAILED, SCA_NEEDED
+from capkey.portal.login import SCA_NEEDED
+from capkey.portal.web import EXPIRED, FAILED
 from capkey.rules import LoginRequest, Outcome
 
 IBAN = "FR7630006000011234567890189"

@@ -2,6 +2,7 @@
 (login by CAP reader, confidential code or certificate; Espace Client; step-up for the sensitive
 operations), and `capkey demo`'s orchestration (`capkey_dev.demo.run_demo`)."""
 
-from .app import OPERATIONS, Portal, PortalConfig, create_app
+from .app import Portal, PortalConfig, create_app
+from .operations import OPERATIONS
 
 __all__ = ["OPERATIONS", "Portal", "PortalConfig", "create_app"]

@@ -14,6 +14,7 @@ Verifiers plug in behind `CapCheck` and `SignatureCheck` (see `capkey.rules.inte
 back-office actions are on `service.directory` (`Directory`).
 """
 
+from .codes import WeakCode, check_policy
 from .config import ConfigError, RulesConfig
 from .directory import Directory, DirectoryError, check_card_profile, subject_of
 from .interfaces import (
@@ -50,6 +51,18 @@ from .model import (
     UserState,
     login_digest,
 )
+from .records import (
+    MAX_PAYLOAD,
+    PayloadError,
+    cap_sign_challenge,
+    check_iban,
+    check_origin,
+    check_payee_name,
+    display_lines,
+    format_amount,
+    format_iban,
+    signing_payload,
+)
 from .service import AuthService, from_us, to_us
 
 __all__ = [
@@ -60,4 +73,8 @@ __all__ = [
     "Rejected", "ResetResult", "Role", "RulesConfig", "Session", "SignatureCheck",
     "SigningIntent", "StepUpChallenge", "SystemClock", "UserState",
     "check_card_profile", "from_us", "login_digest", "subject_of", "to_us",
+    # what a web front end needs of the rules (the portal imports nothing else)
+    "MAX_PAYLOAD", "PayloadError", "WeakCode", "cap_sign_challenge", "check_iban",
+    "check_origin", "check_payee_name", "check_policy", "display_lines", "format_amount",
+    "format_iban", "signing_payload",
 ]
