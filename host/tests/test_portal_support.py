@@ -14,6 +14,7 @@ import html
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cap_card_model import make_code
 from cryptography.hazmat.primitives import serialization
@@ -87,7 +88,8 @@ class World:
                 base64.b64encode(der).decode())
 
 
-def build(tmp_path, *, agent: str | None = AGENT) -> tuple[World, TestClient]:
+def build(tmp_path, *, agent: str | None = AGENT, **portal: Any) -> tuple[World, TestClient]:
+    """The world and a client of its portal (`portal`: more arguments of `create_portal`)."""
     clock = Clock()
     store = open_store(str(tmp_path / "capkey.db"))
     ca = CertificateAuthority.create(tmp_path / "ca", name="Banque demo",
@@ -116,7 +118,7 @@ def build(tmp_path, *, agent: str | None = AGENT) -> tuple[World, TestClient]:
         d.attach_certificate(SUB, user, der, actor="ops")
         world.keys[user] = (key, der)
         world.codes[user] = d.set_code(SUB, user, actor="ops")
-    app = create_portal(service, PortalConfig(origin=ORIGIN, agent_url=agent))
+    app = create_portal(service, PortalConfig(origin=ORIGIN, agent_url=agent), **portal)
     return world, TestClient(app, base_url=ORIGIN)
 
 

@@ -45,7 +45,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..rules import AuthService
 from . import admin, login, operations
-from .session import Records
+from .session import Records, Throttle
 from .web import PortalConfig, Site
 
 __all__ = ["Portal", "PortalConfig", "Records", "create_app"]
@@ -126,7 +126,8 @@ def create_app(service: AuthService, config: PortalConfig, *,
         return RedirectResponse(config.origin + request.url.path + query, status_code=307)
 
     app = Starlette(routes=routes)
-    app.state.site = Site(service, config, records)  # what the routes reach (`web.site_of`)
+    # what the routes reach (`web.site_of`)
+    app.state.site = Site(service, config, records, Throttle(config.login_forms_per_minute))
     app.state.records = records
     app.state.config = config
 

@@ -1,6 +1,7 @@
-"""The portal's server-side records, one per browser (the cookie names it): the CSRF token, the
-rules session once signed in, and what is pending between two pages. Nothing a browser sends is
-trusted across pages: what a later page acts on is this record."""
+"""The portal's server-side records, one per browser (the cookie names it) once it has something
+to remember: the CSRF token, the rules session once signed in, and what is pending between two
+pages. Nothing a browser sends is trusted across pages: what a later page acts on is this record.
+Also the rate limit of login forms per client address (`Throttle`)."""
 
 from __future__ import annotations
 
@@ -50,28 +51,45 @@ class WebSession:
 
 
 class Records:
-    """The portal's server-side records, by id, expiring after `ttl` seconds without use."""
+    """The portal's server-side records, by id, expiring after `ttl` seconds without use.
+
+    Anonymous records (a visitor who posted a login form) are at most `limit`, the least recently
+    used going first; signed-in ones do not count and go only at expiry or logout, so that no
+    number of visitors pushes a customer out. Their number is that of the logins of the last
+    `ttl` seconds, which `Throttle` slows down."""
 
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic,
                  limit: int = 10_000):
-        self._ttl = ttl
+        self.ttl = ttl
         self._clock = clock
         self._limit = limit
         self._items: dict[str, WebSession] = {}
         self._lock = threading.Lock()
 
-    def new(self) -> WebSession:
+    def now(self) -> float:
+        return self._clock()
+
+    def new(self, auth: Session | None = None) -> WebSession:
+        """A new record, signed in with `auth` if given."""
+        web = WebSession(secrets.token_urlsafe(24), secrets.token_urlsafe(24), 0.0, auth)
+        self.keep(web)
+        return web
+
+    def keep(self, web: WebSession) -> None:
+        """Keeps `web` from now on (nothing if it is kept already)."""
         now = self._clock()
-        web = WebSession(secrets.token_urlsafe(24), secrets.token_urlsafe(24), now)
         with self._lock:
-            for key in [k for k, v in self._items.items() if now - v.touched > self._ttl]:
+            if web.id in self._items:
+                return
+            web.touched = now
+            for key in [k for k, v in self._items.items() if now - v.touched > self.ttl]:
                 del self._items[key]
-            if len(self._items) >= self._limit:  # the least recently used go first
-                for key, _ in sorted(self._items.items(), key=lambda kv: kv[1].touched)[
-                        : len(self._items) - self._limit + 1]:
+            anonymous = [(k, v) for k, v in self._items.items() if v.auth is None]
+            if web.auth is None and len(anonymous) >= self._limit:  # least recently used first
+                for key, _ in sorted(anonymous, key=lambda kv: kv[1].touched)[
+                        : len(anonymous) - self._limit + 1]:
                     del self._items[key]
             self._items[web.id] = web
-        return web
 
     def get(self, sid: str) -> WebSession | None:
         now = self._clock()
@@ -79,7 +97,7 @@ class Records:
             web = self._items.get(sid)
             if web is None:
                 return None
-            if now - web.touched > self._ttl:
+            if now - web.touched > self.ttl:
                 del self._items[sid]
                 return None
             web.touched = now
@@ -89,5 +107,38 @@ class Records:
         with self._lock:
             self._items.pop(sid, None)
 
+    def __contains__(self, sid: str) -> bool:
+        return sid in self._items
+
     def __len__(self) -> int:
         return len(self._items)
+
+
+class Throttle:
+    """Login forms per client address: a token bucket of `per_minute` attempts, refilled at
+    `per_minute` a minute. The table holds at most `clients` addresses, the longest unseen going
+    first: that only gives them their full budget back."""
+
+    def __init__(self, per_minute: int = 30, clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic):
+        self._size = float(per_minute)
+        self._rate = per_minute / 60
+        self._clients = clients
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when), oldest first
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        """Whether `client` may post one more login form now (which counts if so)."""
+        now = self._clock()
+        with self._lock:
+            tokens, then = self._buckets.pop(client, (self._size, now))
+            tokens = min(self._size, tokens + (now - then) * self._rate)
+            allowed = tokens >= 1
+            self._buckets[client] = (tokens - 1 if allowed else tokens, now)
+            if len(self._buckets) > self._clients:
+                del self._buckets[next(iter(self._buckets))]
+            return allowed
+
+    def __len__(self) -> int:
+        return len(self._buckets)

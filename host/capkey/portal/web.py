@@ -4,8 +4,10 @@ that open the routes, `posted` (a form, signed in or not) and `authenticated` (a
 Espace Client).
 
 Browser state is one cookie: a random id with an HMAC tag (HttpOnly, SameSite=Strict), naming a
-server-side record that holds the CSRF token, the rules session id and what is pending. Every POST
-carries the CSRF token. Every page of the Espace Client goes through the service, so its
+server-side record that holds the CSRF token, the rules session id and what is pending. A visitor
+gets a record only when posting a login form: before, the id is a nonce stamped with its time,
+and the CSRF token of the pages an HMAC of it, so that page views keep nothing on the server.
+Every POST carries the CSRF token; login forms are rate-limited per client address. Every page of the Espace Client goes through the service, so its
 inactivity limit (R13) applies; the portal's own records expire too.
 """
 
@@ -29,7 +31,7 @@ from starlette.types import ASGIApp
 
 from ..rules import MAX_PAYLOAD, AuthService, CertEvidence, Outcome, Session, check_origin
 from .render import Markup, esc, join, render, tag
-from .session import Records, WebSession
+from .session import Records, Throttle, WebSession
 
 COOKIE = "capkey_portal"
 _MAX_FORM = 16 * 1024
@@ -39,6 +41,7 @@ _B64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 FAILED = ("Authentification refusée. Vérifiez les informations saisies et recommencez ; "
           "après plusieurs échecs l'accès est bloqué.")
 EXPIRED = "Votre session a expiré après une période d'inactivité. Reconnectez-vous."
+TOO_MANY = "Trop de tentatives de connexion depuis votre adresse : réessayez dans une minute."
 
 Form = dict[str, str]
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -50,13 +53,15 @@ class PortalConfig:
     under another host name are redirected to it). `agent_url`: the local signing agent ("TURBO
     SIGN"), None to hide the certificate method. `device_view`: an ASGI app that shows a device
     under /appareil/ (the demo's view of its simulator, capkey_dev.devview), or None; whoever
-    builds it closes it. `secret`: the cookie HMAC key."""
+    builds it closes it. `secret`: the cookie HMAC key. `login_forms_per_minute`: login forms
+    a client address may post (at once, and again each minute)."""
 
     origin: str
     agent_url: str | None = None
     device_view: ASGIApp | None = field(default=None, compare=False)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     record_ttl_seconds: int = 1800
+    login_forms_per_minute: int = 30
     currency: str = "EUR"
 
     def __post_init__(self) -> None:
@@ -73,32 +78,44 @@ class PortalConfig:
 
 class Site:
     """What every request shares (the Starlette app's ``state.site``): the rules service, the
-    configuration and the records; and the answers, which all carry the record's cookie."""
+    configuration, the records and the login forms' rate limit; and the answers, which all carry
+    the record's cookie."""
 
-    def __init__(self, service: AuthService, config: PortalConfig, records: Records):
+    def __init__(self, service: AuthService, config: PortalConfig, records: Records,
+                 throttle: Throttle):
         self.service = service
         self.config = config
         self.records = records
+        self.throttle = throttle
 
-    def _tag(self, sid: str) -> str:
-        return hmac.new(self.config.secret, sid.encode(), hashlib.sha256).hexdigest()[:32]
+    def _tag(self, sid: str, purpose: bytes = b"cookie") -> str:
+        return hmac.new(self.config.secret, purpose + b"\0" + sid.encode(),
+                        hashlib.sha256).hexdigest()[:32]
 
     def session_of(self, request: Request) -> WebSession:
-        """The caller's record, or a new one (no cookie, a forged or an expired one)."""
+        """The caller's record; for a visitor who has none, one kept nowhere (`Records.keep`),
+        under the cookie's nonce while it is younger than the records' lifetime, else a new one
+        (no cookie, a forged or an old one)."""
         sid, _, mac = request.cookies.get(COOKIE, "").partition(".")
+        now = self.records.now()
         if sid and hmac.compare_digest(mac.encode(), self._tag(sid).encode()):
             web = self.records.get(sid)
             if web is not None:
                 return web
-        return self.records.new()
+            issued, stamped, _ = sid.partition("~")
+            if not (stamped and issued.isdigit() and 0 <= now - int(issued) <= self.records.ttl):
+                sid = ""
+        if not sid:
+            sid = f"{int(now)}~{secrets.token_urlsafe(18)}"
+        return WebSession(sid, self._tag(sid, b"csrf"), now)
 
     def _with_cookie(self, response: Response, web: WebSession) -> Response:
         response.set_cookie(COOKIE, f"{web.id}.{self._tag(web.id)}", httponly=True,
                             samesite="strict", secure=self.config.secure, path="/")
         return response
 
-    def page(self, web: WebSession, title: str, body: Markup, *, device: bool = False
-             ) -> Response:
+    def page(self, web: WebSession, title: str, body: Markup, *, device: bool = False,
+             status: int = 200) -> Response:
         """`body` in the frame (`device`: with the device's view beside it, when there is one)."""
         notice = Markup("")
         if web.notice:
@@ -113,7 +130,7 @@ class Site:
         aside = (render("device_aside.html") if device and self.config.device_view is not None
                  else Markup(""))
         html = render("base.html", title=title, nav=nav, notice=notice, body=body, aside=aside)
-        return self._with_cookie(HTMLResponse(html), web)
+        return self._with_cookie(HTMLResponse(html, status_code=status), web)
 
     def redirect(self, web: WebSession, url: str) -> Response:
         return self._with_cookie(RedirectResponse(url, status_code=303), web)
@@ -122,12 +139,17 @@ class Site:
         web.notice = "Formulaire expiré ou invalide : recommencez."
         return self.redirect(web, "/connexion" if web.auth is None else "/espace")
 
+    def too_many(self, web: WebSession) -> Response:
+        web.notice = TOO_MANY
+        response = self.page(web, "Connexion", tag("p", tag("a", "Retour à la connexion",
+                                                            href="/connexion")), status=429)
+        response.headers["retry-after"] = "60"
+        return response
+
     def login_fresh(self, old: WebSession, auth: Session) -> WebSession:
         """A new record (and cookie) at login: nothing set before authentication carries over."""
         self.records.drop(old.id)
-        web = self.records.new()
-        web.auth = auth
-        return web
+        return self.records.new(auth)
 
     def expire(self, web: WebSession, message: str = EXPIRED) -> Response:
         self.records.drop(web.id)
@@ -182,11 +204,16 @@ async def _form_of(request: Request, web: WebSession) -> Form | None:
 def posted(handler: Callable[[Site, Request, WebSession, Form], Awaitable[Response]]
            ) -> Endpoint:
     """A POST route open to anyone: the handler gets the caller's record and form; a malformed
-    form or a wrong CSRF token is turned away before it runs."""
+    form or a wrong CSRF token is turned away before it runs. A form posted before login counts
+    against its client address's rate limit, and gives the visitor a record if it has none."""
 
     async def route(request: Request) -> Response:
         site = site_of(request)
         web = site.session_of(request)
+        if web.auth is None:
+            if not site.throttle.allow(request.client.host if request.client else ""):
+                return site.too_many(web)
+            site.records.keep(web)
         form = await _form_of(request, web)
         if form is None:
             return site.forbidden(web)
@@ -211,7 +238,8 @@ def authenticated(operation: str = "VIEW_ACCOUNTS") -> Callable[[AuthHandler], E
             web = site.session_of(request)
             auth = web.auth
             if auth is None:
-                web.notice = web.notice or "Connectez-vous pour accéder à votre Espace Client."
+                if web.id in site.records:  # a visitor without a record gets none for a notice
+                    web.notice = web.notice or "Connectez-vous pour accéder à votre Espace Client."
                 return site.redirect(web, "/connexion")
             outcome = await call(site.service.authorize, auth, operation)
             if (r := site.outcome_redirect(web, outcome)) is not None:
