@@ -48,7 +48,35 @@ class McuBoard:
         # it appears inside a binary frame.
         micropython.kbd_intr(-1)
         self.matrix.start()
-        reader = asyncio.StreamReader(sys.stdin.buffer)
+        import select
+
+        stdin = sys.stdin.buffer
+        stream = asyncio.StreamReader(stdin)
+        arrived = select.poll()
+        arrived.register(stdin, select.POLLIN)
+        one = bytearray(1)
+
+        def more():
+            for _ in arrived.ipoll(0):  # ipoll: no list made per byte
+                return True
+            return False
+
+        class Usb:
+            # stdin.readinto() returns only once the whole buffer is full and blocks the event
+            # loop until then: a host that stops mid-frame would freeze the device and the link
+            # server's gap timer (docs/protocol.md) could never drop the partial frame. So wait
+            # for one byte in the event loop, then take only the bytes already received.
+            async def readinto(self, mv):
+                n = await stream.readinto(one)
+                if n:
+                    mv[0] = one[0]
+                    while n < len(mv) and more():
+                        stdin.readinto(one)
+                        mv[n] = one[0]
+                        n += 1
+                return n
+
+        reader = Usb()
         writer = asyncio.StreamWriter(sys.stdout.buffer, {})
-        while True:  # one host connection that never ends; a handler return means resync
+        while True:  # one host stream that never ends: the server returning means start again
             await handler(reader, writer)

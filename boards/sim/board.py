@@ -201,8 +201,17 @@ class SimBoard:
         self.display.sample = ondemand.note
 
     async def serve_host(self, handler):
+        # CAPKEY_LINK_IDLE_MS: a short idle timeout for the tests of the link's connection limits
+        # (the link server's IDLE_MS otherwise, docs/protocol.md "Connections")
+        idle = os.getenv("CAPKEY_LINK_IDLE_MS")
+        if idle:
+            self.link_idle_ms = int(idle)
+
         async def connection(reader, writer):
             try:
+                # the link server writes a frame as three pieces: with Nagle's algorithm on, TCP
+                # would hold the later ones for the host's ACK (40 ms a frame)
+                writer.s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (the unix port names neither)
                 await handler(reader, writer)
             except OSError:
                 pass  # the host went away mid-frame: a closed connection, not a device fault

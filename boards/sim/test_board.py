@@ -195,6 +195,34 @@ async def test_serve_host_one_handler_per_connection():
         _rmtree(a)
 
 
+async def test_serve_host_takes_a_link_idle_timeout_from_the_environment():
+    # CAPKEY_LINK_IDLE_MS reaches the link server as board.link_idle_ms; unset, the server's
+    # IDLE_MS stands (the board has no such attribute)
+    a = _tmp()
+    port = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
+
+    async def nothing(reader, writer):
+        pass
+
+    try:
+        plain = board.SimBoard(port, a)
+        task = asyncio.create_task(plain.serve_host(nothing))
+        await asyncio.sleep_ms(50)
+        task.cancel()
+        short = board.SimBoard(port + 1, a)
+        os.putenv("CAPKEY_LINK_IDLE_MS", "1500")
+        try:
+            task = asyncio.create_task(short.serve_host(nothing))
+            await asyncio.sleep_ms(50)
+        finally:
+            os.unsetenv("CAPKEY_LINK_IDLE_MS")
+        task.cancel()
+        if hasattr(plain, "link_idle_ms") or short.link_idle_ms != 1500:
+            raise AssertionError(getattr(short, "link_idle_ms", None))
+    finally:
+        _rmtree(a)
+
+
 def test_heap_stats_note_the_heap_at_screen_updates_and_write_points():
     import gc
 

@@ -30,8 +30,8 @@ KIND_CANCEL = const(4)
 # Decoder.step() results
 NEED = const(0)  # hold more bytes: read exactly Decoder.need of them
 FRAME = const(1)  # a frame: kind, rid, code, length; payload at buf[HEADER:HEADER+length]
-TOO_LONG = const(2)  # good header, LEN > max_payload: rid is set, header skipped
-BAD_CRC = const(3)  # good header, bad CRC-16: rid is set, bytes after SYNC0 rescanned
+TOO_LONG = const(2)  # good header, LEN > max_payload: kind, rid, code, length set; header skipped
+BAD_CRC = const(3)  # good header, bad CRC-16: kind, rid, code, length set; SYNC0+1.. rescanned
 
 
 def _table8():
@@ -159,8 +159,10 @@ class Decoder:
                 self.start = s + 1
                 self.skipped += 1
                 continue
+            self.kind = buf[s + 2]
             self.rid = (buf[s + 3] << 8) | buf[s + 4]
-            length = (buf[s + 6] << 8) | buf[s + 7]
+            self.code = buf[s + 5]
+            self.length = length = (buf[s + 6] << 8) | buf[s + 7]
             if length > self.max_payload:
                 self.start = s + HEADER
                 self.skipped += HEADER
@@ -176,9 +178,6 @@ class Decoder:
                 return BAD_CRC
             if s:
                 self._compact()
-            self.kind = buf[2]
-            self.code = buf[5]
-            self.length = length
             return FRAME
 
     def _need(self, size):

@@ -8,6 +8,12 @@
 # A handler reads req.payload (a memoryview, valid until it returns), may call
 # `await req.keepalive(KA_WAITING_FOR_USER)` and raises LinkError(code, payload) for an error reply.
 # A CANCEL from the host throws CancelledError into the handler's task; the reply is ERR_CANCELLED.
+#
+# Connections (docs/protocol.md, "Connections"): at most MAX_CONNECTIONS at once, each with a
+# receive buffer of one whole frame taken from a pool that never grows past that bound. A
+# connection beyond the bound takes the place of the one idle the longest or, when every one has
+# a request running, has its first request answered ERR_BUSY and is closed. A connection idle
+# for IDLE_MS (or board.link_idle_ms) is closed.
 import asyncio
 import time
 
@@ -46,6 +52,15 @@ _MAX_ACTIVE = const(3)  # requests in flight at once; more get ERR_BUSY
 _KEEPALIVE_MS = const(500)  # keepalive period while a handler runs
 _TICK_MS = const(100)  # keepalive scheduler resolution
 GAP_MS = 250  # truncated-frame rule: a frame whose next byte is this late is dropped
+# Connections with a receive buffer (1 KB each) at once: the host's own connection, the keypad
+# and screen of a test or the device view, and one more (a CLI command beside them).
+MAX_CONNECTIONS = const(3)
+# No complete frame and no request running for this long: the connection is closed. The PC/SC
+# mode's own timeout (10 min without an APDU, docs/cap.md), so it never cuts a PC/SC bridge first.
+IDLE_MS = const(600_000)
+_WATCH_MS = const(1000)  # the idle check's period (a quarter of a shorter timeout)
+_REFUSERS = const(2)  # refused connections waiting for their first request at once; more: closed
+_REFUSE_MS = const(1000)  # how long a refused connection has to send that request
 
 
 class Request:
@@ -76,27 +91,22 @@ class Request:
         await asyncio.sleep_ms(0)
 
 
-class _Buffers:
-    # what one connection needs: the RX decoder and a TX buffer for a whole frame, so each frame
-    # leaves in one write (three small writes would meet Nagle's algorithm on TCP, 40 ms each)
-    def __init__(self, max_payload):
-        self.dec = Decoder(max_payload)
-        self.tx = bytearray(HEADER + max_payload + TRAILER)
-        self.txmv = memoryview(self.tx)
-        self.busy = False
-
-
 class _Conn:
-    def __init__(self, writer, bufs):
+    def __init__(self, writer):
         self.writer = writer
-        self.bufs = bufs
-        self.dec = bufs.dec
+        self.dec = None  # its receive buffer, from the server's pool
         self.lock = asyncio.Lock()
         self.ticker = None
+        self.task = asyncio.current_task()  # the task reading it: cancelled to close it
+        self.last = time.ticks_ms()  # last complete frame, or end of its last request
+        self.dropped = False  # closed by the server (idle, or its place given to a newer one)
 
 
 class LinkServer:
-    def __init__(self, board, ui=None, max_payload=MAX_PAYLOAD, max_active=_MAX_ACTIVE):
+    def __init__(
+        self, board, ui=None, max_payload=MAX_PAYLOAD, max_active=_MAX_ACTIVE,
+        max_connections=MAX_CONNECTIONS,
+    ):
         self.board = board
         self.ui = ui
         self.max_payload = max_payload
@@ -104,8 +114,20 @@ class LinkServer:
         self.last_error = None  # last unexpected handler exception (ERR_INTERNAL), for debugging
         self._handlers = {}
         self._slots = [Request(max_payload) for _ in range(max_active)]
-        # RX and TX buffers of the connection; a second concurrent one (simulator only) gets its own
-        self._bufs = _Buffers(max_payload)
+        self._max_conns = max_connections
+        self._conns = []  # the connections served now
+        # receive buffers: the first made now, the others when that many connections are open
+        # at once (never on a board with one USB stream), then reused
+        self._decs = [Decoder(max_payload)]
+        self._made = 1
+        self._refusing = 0  # refused connections waiting for their first request
+        # A frame leaves as header, payload and CRC: three writes and no 1 KB buffer to copy the
+        # payload into (the simulator turns Nagle's algorithm off, or TCP would hold the second
+        # write 40 ms). Written before any await, so the connections share these bytes.
+        hc = memoryview(bytearray(HEADER + TRAILER))
+        self._head = hc[:HEADER]
+        self._crc = hc[HEADER:]
+        self._watcher = None
 
     def register(self, cmd, handler):
         if not 0 <= cmd <= 0xFF:
@@ -118,24 +140,49 @@ class LinkServer:
         """An installed app, listed by INFO (name and version without "/")."""
         self.apps.append((name, version))
 
-    # -- reading ---------------------------------------------------------------------------
+    # -- connections -----------------------------------------------------------------------
 
     async def serve(self, reader, writer):
-        """Serves one host connection until the stream ends."""
-        bufs = self._bufs
-        if bufs.busy:
-            bufs = _Buffers(self.max_payload)
-        bufs.busy = True
-        dec = bufs.dec
-        dec.reset()
-        conn = _Conn(writer, bufs)
+        """Serves one host connection until the stream ends, it stays idle, or its place goes to
+        a newer connection (docs/protocol.md, "Connections")."""
         readinto = getattr(reader, "readinto", None)
+        conns = self._conns
+        if len(conns) >= self._max_conns:
+            # the connection idle the longest makes room; none is idle: this one is refused
+            victim = None
+            most = -1
+            now = time.ticks_ms()
+            for c in conns:
+                q = self._quiet_ms(c, now)
+                if q > most:
+                    victim = c
+                    most = q
+            if victim is None:
+                await self._refuse(reader, readinto, writer)
+                return
+            self._drop(victim)
+        conn = _Conn(writer)
+        conns.append(conn)
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch())
         try:
+            # a receive buffer from the pool (a dropped connection's comes back once its task
+            # has stopped), or a new one while fewer than the bound exist
+            while not self._decs and self._made == self._max_conns:
+                await asyncio.sleep_ms(0)
+            if self._decs:
+                dec = self._decs.pop()
+                dec.reset()
+            else:
+                self._made += 1
+                dec = Decoder(self.max_payload)
+            conn.dec = dec
             while True:
                 ev = dec.step()
                 if ev == NEED:
                     await self._fill(conn, reader, readinto)
                 elif ev == FRAME:
+                    conn.last = time.ticks_ms()
                     await self._on_frame(conn)
                     dec.consume()
                 elif ev == TOO_LONG:
@@ -144,13 +191,85 @@ class LinkServer:
                     await self._send(conn, KIND_RESPONSE, dec.rid, ERR_CRC)
         except (EOFError, OSError):
             pass
+        except asyncio.CancelledError:
+            if not conn.dropped:
+                raise  # not ours: the board is stopping
         finally:
             self._close(conn)
-            bufs.busy = False
+
+    def _quiet_ms(self, conn, now):
+        # how long the connection has been idle; -1 while a request of its own runs
+        for r in self._slots:
+            if r.conn is conn and not r.done:
+                return -1
+        return time.ticks_diff(now, conn.last)
+
+    def _drop(self, conn):
+        # Closes a connection from outside its task: the task stops where it waits (a read,
+        # mostly), then serve() gives its buffer back and the board closes the stream.
+        conn.dropped = True
+        self._conns.remove(conn)
+        conn.task.cancel()
+
+    async def _watch(self):
+        # One task while connections are open: closes those idle for the idle timeout (a host
+        # that forgot its connection, a half-open TCP one, a partial frame trickled to hold one).
+        try:
+            while self._conns:
+                idle = getattr(self.board, "link_idle_ms", IDLE_MS)
+                await asyncio.sleep_ms(min(idle // 4, _WATCH_MS))
+                now = time.ticks_ms()
+                conns = self._conns
+                for i in range(len(conns) - 1, -1, -1):
+                    if self._quiet_ms(conns[i], now) >= idle:
+                        self._drop(conns[i])
+        finally:
+            self._watcher = None
+
+    async def _refuse(self, reader, readinto, writer):
+        # Every connection has a request running: this one's first request is answered ERR_BUSY,
+        # then the board closes it. A few wait for that request at a time; more are closed at once.
+        if self._refusing == _REFUSERS:
+            return
+        self._refusing += 1
+        try:
+            await asyncio.wait_for_ms(self._busy(reader, readinto, _Conn(writer)), _REFUSE_MS)
+        except (asyncio.TimeoutError, EOFError, OSError):
+            pass
+        finally:
+            self._refusing -= 1
+
+    async def _busy(self, reader, readinto, conn):
+        # A decoder of headers only: a request with a payload comes out as TOO_LONG, its header
+        # checked (HCRC). The payload is read after the answer: closing a TCP connection with
+        # unread bytes resets it, and the host could lose the answer.
+        dec = Decoder(0)
+        while True:
+            ev = dec.step()
+            if ev == NEED:
+                r = await _read(reader, readinto, dec.mv[dec.n : dec.n + dec.need])
+                if not r:
+                    raise EOFError
+                dec.n += r
+            elif ev != BAD_CRC and dec.kind == KIND_REQUEST:
+                break
+            elif ev == FRAME:
+                dec.consume()
+        await self._send(conn, KIND_RESPONSE, dec.rid, ERR_BUSY)
+        if ev == TOO_LONG:
+            left = dec.length + TRAILER - (dec.n - dec.start)
+            while left > 0:
+                r = await _read(reader, readinto, dec.mv[: min(left, len(dec.buf))])
+                if not r:
+                    raise EOFError
+                left -= r
+
+    # -- reading ---------------------------------------------------------------------------
 
     async def _fill(self, conn, reader, readinto):
-        # Reads exactly dec.need bytes. Waits forever for the first byte of a frame; after that each
-        # read must deliver within GAP_MS or the partial frame is dropped (docs/protocol.md).
+        # Reads exactly dec.need bytes. Waits for the first byte of a frame as long as the
+        # connection lives (_watch ends an idle one); after that each read must deliver within
+        # GAP_MS or the partial frame is dropped (docs/protocol.md).
         dec = conn.dec
         end = dec.n + dec.need
         while dec.n < end:
@@ -252,6 +371,7 @@ class LinkServer:
             r.payload = r._mv[:0]
             r.task = None
             r.conn = None
+            conn.last = time.ticks_ms()  # its connection is idle from now on
 
     async def _tick(self, conn):
         # One task per connection while requests run: repeats each one's last keepalive status.
@@ -275,31 +395,36 @@ class LinkServer:
             conn.ticker = None
 
     def _close(self, conn):
+        if not conn.dropped:
+            self._conns.remove(conn)
         for r in self._slots:
-            if r.conn is conn and not r.done:
+            if r.conn is conn:
                 r.closing = True
-                if r.started:
+                if r.started:  # answered or not: nobody is left to write to
                     r.task.cancel()
         if conn.ticker is not None:
             conn.ticker.cancel()
+        if conn.dec is not None:
+            self._decs.append(conn.dec)
 
     # -- writing ---------------------------------------------------------------------------
 
     async def _send(self, conn, kind, rid, code, payload=None, only_for=None):
-        async with conn.lock:
+        async with conn.lock:  # one drain at a time per stream
             if only_for is not None and (only_for.conn is not conn or only_for.done):
                 return  # keepalive for a request answered while we waited for the lock
             n = len(payload) if payload else 0
-            tx = conn.bufs.tx
-            put_header(tx, kind, rid, code, n)
+            put_header(self._head, kind, rid, code, n)
+            c = crc16(payload, 0, n, crc16(self._head, 0, HEADER))
+            self._crc[0] = c >> 8
+            self._crc[1] = c & 0xFF
+            w = conn.writer
+            w.write(self._head)
             if n:
-                conn.bufs.txmv[HEADER : HEADER + n] = payload
-            e = HEADER + n
-            c = crc16(tx, 0, e)
-            tx[e] = c >> 8
-            tx[e + 1] = c & 0xFF
-            conn.writer.write(conn.bufs.txmv[: e + TRAILER])
-            await conn.writer.drain()
+                w.write(payload)
+            w.write(self._crc)
+            await w.drain()
+
 
 async def _read(reader, readinto, mv):
     # rp2 stdin fills the whole slice; a socket may return less; readexactly-only streams copy.

@@ -146,3 +146,27 @@ def test_resync_cost_is_linear():
     got = _events(data, None)
     assert got[0] == {"error": "CRC", "rid": 3} and got[1]["frame"]["rid"] == 4, got
     assert time.ticks_diff(time.ticks_ms(), t) < 1000
+
+
+def test_a_header_only_decoder_names_the_frame_it_skips():
+    # Decoder(0) holds a header and no payload (the link server's refused connections): a frame
+    # with a payload comes out as TOO_LONG with every header field, a frame without as FRAME
+    data = frame.encode(frame.KIND_REQUEST, 0x1234, 0x01, b"\x01\x01")[: frame.HEADER]
+    data += frame.encode(frame.KIND_CANCEL, 0x0042, 0)
+    dec = frame.Decoder(0)
+    got = []
+    pos = 0
+    while pos < len(data):
+        ev = dec.step()
+        if ev == frame.NEED:
+            dec.buf[dec.n : dec.n + dec.need] = data[pos : pos + dec.need]
+            pos += dec.need
+            dec.n += dec.need
+            continue
+        got.append((ev, dec.kind, dec.rid, dec.code, dec.length))
+    got.append((dec.step(), dec.kind, dec.rid, dec.code, dec.length))
+    assert len(dec.buf) == frame.HEADER + frame.TRAILER
+    assert got == [
+        (frame.TOO_LONG, frame.KIND_REQUEST, 0x1234, 0x01, 2),
+        (frame.FRAME, frame.KIND_CANCEL, 0x0042, 0, 0),
+    ], got

@@ -26,40 +26,13 @@ _FAIL = 0x31
 _CRASH = 0x32
 
 
-class Rig:
-    """A server with an echo command, a slow command that waits for the person until released,
-    and two failing commands; connected to fake streams."""
+class Peer:
+    """One host connection to a server, over fake streams."""
 
-    def __init__(self, reader=None):
-        self.link = server.LinkServer(_fakes.FakeBoard(), _fakes.FakeUi())
-        self.release = asyncio.Event()
-        self.cancelled = []
-        self.link.register(_ECHO, self.echo)
-        self.link.register(_SLOW, self.slow)
-        self.link.register(_FAIL, self.fail)
-        self.link.register(_CRASH, self.crash)
+    def __init__(self, link, reader=None):
         self.r = reader or _fakes.FakeReader()
         self.w = _fakes.FakeWriter()
-        self.task = asyncio.create_task(self.link.serve(self.r, self.w))
-
-    async def echo(self, req):
-        return req.payload
-
-    async def slow(self, req):
-        if len(req.payload):
-            await req.keepalive(KA_WAITING_FOR_USER)
-        try:
-            await self.release.wait()
-        except asyncio.CancelledError:
-            self.cancelled.append(req.rid)
-            raise
-        return b"done"
-
-    async def fail(self, req):
-        raise LinkError(ERR_DENIED, b"\x02")
-
-    async def crash(self, req):
-        raise ValueError("bug")
+        self.task = asyncio.create_task(link.serve(self.r, self.w))
 
     def send(self, b):
         self.r.feed(b)
@@ -84,9 +57,56 @@ class Rig:
         f = await self.reply(rid)
         assert f == (KIND_RESPONSE, rid, ERR_OK, b"still here"), f
 
+    async def closed(self, timeout_ms):
+        """True once the server has ended this connection (serve() returned), waiting up to
+        timeout_ms."""
+        for _ in range(timeout_ms // 10):
+            if self.task.done():
+                break
+            await asyncio.sleep_ms(10)
+        return self.task.done()
+
     async def close(self):
         self.r.close()
         await asyncio.wait_for_ms(self.task, 1000)
+
+
+class Rig(Peer):
+    """A server with an echo command, a slow command that waits for the person until released,
+    and two failing commands; connected to fake streams."""
+
+    def __init__(self, reader=None):
+        self.link = server.LinkServer(_fakes.FakeBoard(), _fakes.FakeUi())
+        self.release = asyncio.Event()
+        self.cancelled = []
+        self.link.register(_ECHO, self.echo)
+        self.link.register(_SLOW, self.slow)
+        self.link.register(_FAIL, self.fail)
+        self.link.register(_CRASH, self.crash)
+        super().__init__(self.link, reader)
+
+    def peer(self):
+        """Another connection to the same server."""
+        return Peer(self.link)
+
+    async def echo(self, req):
+        return req.payload
+
+    async def slow(self, req):
+        if len(req.payload):
+            await req.keepalive(KA_WAITING_FOR_USER)
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(req.rid)
+            raise
+        return b"done"
+
+    async def fail(self, req):
+        raise LinkError(ERR_DENIED, b"\x02")
+
+    async def crash(self, req):
+        raise ValueError("bug")
 
 
 async def test_ping_and_exact_response_bytes():
@@ -270,29 +290,141 @@ async def test_disconnect_cancels_handlers_and_next_connection_works():
     await rig.close()
     await asyncio.sleep_ms(20)
     assert rig.cancelled == [60]
-    # the same server serves the next connection with its one RX buffer
-    r2 = _fakes.FakeReader()
-    w2 = _fakes.FakeWriter()
-    t = asyncio.create_task(rig.link.serve(r2, w2))
-    r2.feed(encode(KIND_REQUEST, 61, _ECHO, b"again"))
-    assert (await w2.wait_frames(1))[0] == (KIND_RESPONSE, 61, ERR_OK, b"again")
-    r2.close()
-    await asyncio.wait_for_ms(t, 1000)
+    # the same server serves the next connection with the receive buffer given back
+    p = rig.peer()
+    p.request(61, _ECHO, b"again")
+    assert await p.reply(61) == (KIND_RESPONSE, 61, ERR_OK, b"again")
+    await p.close()
+    assert rig.link._made == 1
 
 
 async def test_two_connections_at_once():
     rig = Rig()
-    r2 = _fakes.FakeReader()
-    w2 = _fakes.FakeWriter()
-    t = asyncio.create_task(rig.link.serve(r2, w2))
+    p = rig.peer()
     rig.request(70, _SLOW)
-    r2.feed(encode(KIND_REQUEST, 70, _ECHO, b"other"))  # same RID, other connection: fine
-    assert (await w2.wait_frames(1))[0] == (KIND_RESPONSE, 70, ERR_OK, b"other")
-    r2.feed(encode(KIND_CANCEL, 70, 0))  # cannot cancel the first connection's request
+    p.request(70, _ECHO, b"other")  # same RID, other connection: fine
+    assert await p.reply(70) == (KIND_RESPONSE, 70, ERR_OK, b"other")
+    p.send(encode(KIND_CANCEL, 70, 0))  # cannot cancel the first connection's request
     await asyncio.sleep_ms(50)
     assert rig.cancelled == []
     rig.release.set()
     assert (await rig.reply(70))[2] == ERR_OK
-    r2.close()
-    await asyncio.wait_for_ms(t, 1000)
+    await p.close()
     await rig.close()
+
+
+# -- connection limits (docs/protocol.md, "Connections") -------------------------------------
+
+
+def _full(rig):
+    """The rig's connection and two more, so that the server holds MAX_CONNECTIONS."""
+    peers = [rig, rig.peer(), rig.peer()]
+    assert len(peers) == server.MAX_CONNECTIONS
+    return peers
+
+
+async def test_a_connection_beyond_the_bound_takes_the_place_of_the_idlest():
+    rig = Rig()
+    peers = _full(rig)
+    for i, p in enumerate(peers):  # the first is now the one idle the longest
+        await p.assert_alive(0x100 + i)
+        await asyncio.sleep_ms(20)
+    new = rig.peer()
+    await new.assert_alive()
+    assert await rig.closed(500)
+    assert not peers[1].task.done() and not peers[2].task.done()
+    await peers[1].assert_alive()
+    await peers[2].assert_alive()
+    # every receive buffer came from the pool: none was made past the bound
+    assert rig.link._made == server.MAX_CONNECTIONS
+    for p in (peers[1], peers[2], new):
+        await p.close()
+    assert len(rig.link._decs) == server.MAX_CONNECTIONS
+
+
+async def test_busy_when_every_connection_has_a_request_running():
+    rig = Rig()
+    peers = _full(rig)
+    for i, p in enumerate(peers):
+        p.request(0x200 + i, _SLOW)
+    await asyncio.sleep_ms(20)
+    extra = rig.peer()
+    extra.request(0x2FF, _ECHO, b"x" * 300)  # its payload is read too, then the stream closed
+    assert await extra.reply(0x2FF) == (KIND_RESPONSE, 0x2FF, ERR_BUSY, b"")
+    assert await extra.closed(500)
+    assert len(extra.w.frames()) == 1 and not extra.r.data
+    rig.release.set()
+    for i, p in enumerate(peers):  # the connections in use were not disturbed
+        assert await p.reply(0x200 + i) == (KIND_RESPONSE, 0x200 + i, ERR_OK, b"done")
+    assert rig.link._made == server.MAX_CONNECTIONS
+    for p in peers:
+        await p.close()
+
+
+async def test_refused_connections_wait_a_bounded_time_and_only_a_few_at_once():
+    rig = Rig()
+    peers = _full(rig)
+    for i, p in enumerate(peers):
+        p.request(0x300 + i, _SLOW)
+    await asyncio.sleep_ms(20)
+    silent = [rig.peer() for _ in range(4)]
+    await asyncio.sleep_ms(50)
+    # two wait for a first request; the others were closed at once, unanswered
+    assert [p.task.done() for p in silent] == [False, False, True, True]
+    assert await silent[0].closed(1500) and await silent[1].closed(100)
+    assert all(p.w.frames() == [] for p in silent)
+    rig.release.set()
+    for p in peers:
+        await p.close()
+
+
+async def test_idle_connections_are_closed_and_their_buffers_given_back():
+    rig = Rig()
+    rig.link.board.link_idle_ms = 200
+    busy = rig.peer()
+    busy.request(0x400, _SLOW)
+    await rig.assert_alive()
+    assert await rig.closed(400)
+    assert not busy.task.done()  # a request running is not idle, however long it takes
+    await asyncio.sleep_ms(200)
+    assert not busy.task.done()
+    rig.release.set()
+    assert (await busy.reply(0x400))[2] == ERR_OK
+    assert await busy.closed(400)  # idle from the end of its request
+    assert len(rig.link._decs) == rig.link._made == 2
+    again = rig.peer()
+    await again.assert_alive()
+    await again.close()
+    assert rig.link._made == 2
+
+
+async def test_a_trickled_partial_frame_does_not_hold_a_connection():
+    rig = Rig()
+    rig.link.board.link_idle_ms = 300
+    for _ in range(8):  # a SYNC0 every 100 ms: always a partial frame, never a gap of 250 ms
+        rig.send(b"\xca")
+        await asyncio.sleep_ms(100)
+    assert await rig.closed(100)
+    assert rig.w.frames() == []
+
+
+async def test_a_flood_of_connections_leaves_the_heap_as_it_was():
+    import gc
+
+    rig = Rig()
+    await rig.assert_alive()
+    gc.collect()
+    before = gc.mem_alloc()
+    flood = [rig.peer() for _ in range(40)]
+    await asyncio.sleep_ms(50)
+    assert sum(1 for p in flood if not p.task.done()) == server.MAX_CONNECTIONS
+    await flood[-1].assert_alive()
+    for p in flood:
+        p.r.close()
+    await asyncio.sleep_ms(50)
+    del flood, p
+    gc.collect()
+    assert rig.link._made == server.MAX_CONNECTIONS
+    # the two receive buffers made after `before` stay in the pool; nothing else was kept
+    grown = gc.mem_alloc() - before
+    assert grown < 2 * 1200 + 512, grown
