@@ -27,7 +27,6 @@ import os
 import sys
 
 import framebuf
-from catalog import BOARD_HEAP  # the launcher passes the same heap to micropython -X heapsize
 
 REBOOT_EXIT = 75  # host/dev/capkey_dev/sim.py restarts the simulator when it exits with this code
 KEYS = "0123456789ABCD*#"
@@ -130,13 +129,25 @@ def _hex(data):
     return "".join("%02x" % b for b in data)
 
 
+def _known_profile(profile):
+    """Is `profile` a board the simulator can stand for (catalog.py, generated from the host's
+    board catalogue)? The table is dropped again: a resident copy would take heap from the flows
+    on every simulated board, which a real board (whose board.py never imports it) does not pay."""
+    import catalog
+
+    try:
+        return profile in catalog.BOARD_HEAP
+    finally:
+        sys.modules.pop("catalog", None)
+
+
 class SimBoard:
     name = "sim"
 
     def __init__(self, port, storage, profile="rpi_pico"):
         from ui.keyqueue import KeyQueue
 
-        if profile not in BOARD_HEAP:  # the boards a simulator can stand for
+        if not _known_profile(profile):
             raise ValueError("unknown board profile " + profile)
         self.profile = profile
         self.port = port
