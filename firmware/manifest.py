@@ -9,5 +9,6 @@ include("reader/manifest.py")
 include("flows/manifest.py")
 module("ondemand.py", opt=3)
 module("catalog.py", opt=3)  # generated from the host catalogues (make catalog)
+module("purposes.py", opt=3)  # generated too: the operations' titles
 package("apps", files=("cap.py", "key.py"), base_path=".", opt=3)
 module("main.py")  # runs at boot

@@ -7,8 +7,8 @@
 #
 # Held to docs/vectors/payloads.json by test_payload.py (every valid vector's display lines, every
 # invalid vector refused).
-from catalog import PURPOSE_TITLES as _TITLES
 from micropython import const
+from purposes import PURPOSE_TITLES as _TITLES
 
 VERSION = const(1)
 LOGIN = const(1)
