@@ -11,5 +11,5 @@ package("crypto", files=("des.py", "mac.py"), base_path="..", opt=3)
 # p256_comb.bin in the same folder (32 KB, not Python): a board's file system must receive it next
 # to the .mpy files.
 package("crypto", files=("hmac.py", "aes.py", "ct.py", "sealed.py", "devkey.py", "p256.py"), base_path="..", opt=3)
-# Verification and the naive yardstick: imported only by self-tests and bench_p256.py on a board.
+# Verification and the naive yardstick: imported only by self-tests and bench/bench_p256.py.
 package("crypto", files=("p256_verify.py",), base_path="..", opt=3)

@@ -12,9 +12,9 @@ if __name__ == "__main__":  # run as a script: make `crypto` importable from fir
     sys.path.insert(0, (sys.argv[0].rsplit("/", 2) + [""])[0] if "/" in sys.argv[0] else "..")
 
 from applets.test_key_fixtures import det_random
+from bench.bench_p256 import fill_heap
 from crypto import p256
 from crypto import p256_verify as p256v
-from crypto.bench_p256 import fill_heap
 
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF

@@ -1,7 +1,7 @@
 """Certificate-key signatures: host verifications per second with every certificate check
 (chain, validity, key usage, policy, revocation, registration, payload match) against the bare
 `cryptography` ECDSA P-256 verify in the same run (target >= 0.8x), and the device's sign time
-from firmware/crypto/bench_p256.py in the MicroPython unix port when that script exists."""
+from firmware/bench/bench_p256.py in the MicroPython unix port when that script exists."""
 
 from __future__ import annotations
 
@@ -90,10 +90,10 @@ def _setup(folder: Path):
 
 
 def _device_sign_time() -> str:
-    script = _ROOT / "firmware/crypto/bench_p256.py"
+    script = _ROOT / "firmware/bench/bench_p256.py"
     micropython = Path(sys.executable).with_name("micropython")
     if not script.exists():
-        return "device sign: firmware/crypto/bench_p256.py not present (not measured)"
+        return "device sign: firmware/bench/bench_p256.py not present (not measured)"
     if not micropython.exists():
         return f"device sign: {micropython} not found (not measured)"
     try:

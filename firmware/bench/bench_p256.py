@@ -1,7 +1,7 @@
 # Device-side benchmark of the certificate key's crypto, run by the interpreter it ships to:
 #
-#   .venv/bin/micropython -X heapsize=190k firmware/crypto/bench_p256.py     (simulator)
-#   mpremote run firmware/crypto/bench_p256.py                                (a real board)
+#   .venv/bin/micropython -X heapsize=190k firmware/bench/bench_p256.py     (simulator)
+#   mpremote run firmware/bench/bench_p256.py                                (a real board)
 #
 # Prints one "name value" line per figure (capkey_dev.bench collects them):
 #   p256_sign_ms          median time of a complete ECDSA sign (RFC 6979 nonce, comb, inverses)

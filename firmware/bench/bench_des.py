@@ -1,5 +1,5 @@
 # Device-side DES figures for `make bench`: run with the MicroPython unix port from firmware/,
-#   micropython -X heapsize=190k firmware/crypto/bench_des.py
+#   micropython -X heapsize=190k firmware/bench/bench_des.py
 # Prints "des3_block_us N" (one two-key 3DES block, key schedule done once), "des3_key_us N"
 # (two-key 3DES key schedule), "arqc_us N" (one Visa CVN 10 cryptogram: retail MAC over the
 # 37-byte MAC input, keys scheduled each time as the card does) and "arqc_cvn16_us N" (M/Chip
