@@ -46,11 +46,12 @@ def make_code(
     tds: list[str] | None = None,
     iad: bytes | None = None,
     imk: bytes = TEST_IMK,
+    family: str | None = None,
 ) -> str:
-    """The code a reader of `profile` shows for this card at `atc`."""
+    """The code a reader of `profile` (or of reader family `family`) shows for this card at `atc`."""
     udk = udk_for(profile, pan, psn, imk)
     un = bytes(4) if mode in (Mode.IDENTIFY, Mode.SIGN_TDS) else emv.pack_bcd(challenge, 4)
-    data = profile.cdol1_data(un=un, amount=amount if mode is Mode.SIGN else 0)
+    data = profile.cdol1_data(un=un, amount=amount if mode is Mode.SIGN else 0, family=family)
     resp = card_generate_ac(profile, udk, atc, data, iad if iad is not None else profile.iads_for(3)[0])
     otp = emv.cap_otp(resp, profile.ipb, psn=psn if profile.iaf & 0x40 else None, tds=tds)
     return str(otp)

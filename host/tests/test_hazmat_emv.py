@@ -4,7 +4,7 @@ plus misuse checks."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capkey.emv import hazmat as emv
@@ -248,6 +248,43 @@ def test_retail_mac_equals_definition():
         h = emv.des_ecb_encrypt(key[:8], bytes(a ^ b for a, b in zip(h, padded[i : i + 8], strict=True)))
     expected = emv.des_ecb_encrypt(key[:8], emv.tdes_ecb_decrypt(key[8:] * 2, h))
     assert emv.mac_iso9797_3(key, data, 1) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([8, 16, 40, 48]), st.binary(min_size=48, max_size=48),
+                          st.binary(min_size=8, max_size=8)), min_size=1, max_size=8))
+def test_reused_key_macs_as_a_fresh_one(messages):
+    # TdesKey keeps one CBC context and the CBC value of the last message's leading blocks:
+    # any sequence of MACs on one key (repeated bodies, new last blocks, one-block messages)
+    # must give what a fresh key gives for each message.
+    key = emv.TdesKey(IMK)
+    for n, data, last in messages:
+        padded = data[: n - 8] + last
+        assert key.retail_mac(padded) == emv.TdesKey(IMK).retail_mac(padded)
+        assert key.retail_mac(padded[:-8] + bytes(8)) == emv.mac_iso9797_3(IMK, padded[:-8] + bytes(8), 1)
+
+
+def test_card_key_keeps_the_last_session_key():
+    card = emv.CardKey(UDK_1234)
+    rule = emv.cvn_rule(Cvn.MCHIP_16)
+    un = H("ABCDEF12")
+    key = card.session_key(rule, ATC, un)
+    assert card.session_key(rule, ATC, un) is key  # IAD variants and reader families reuse it
+    assert card.session_key(rule, ATC, H("ABCDEF13")) is not key
+    assert card.session_key(rule, ATC, un) is not key
+    for iad in (mchip_iad(0x10), mchip_iad(0x10)[:5] + b"\x80" + mchip_iad(0x10)[6:], mchip_iad(0x10)):
+        assert card.generate_ac(Cvn.MCHIP_16, MC_MIN, iad) == emv.generate_ac(UDK_1234, Cvn.MCHIP_16, MC_MIN, iad)
+    assert card.generate_ac(Cvn.MCHIP_16, MC_MIN, mchip_iad(0x10)) == H("24CCF3DEE3158C70")
+
+
+@pytest.mark.parametrize("pan, option", [("1234567890123456", "A"), ("12345678901234567", "B")])
+def test_card_key_from_an_imk_context(pan, option):
+    option = emv.KeyDerivation(option)
+    imk = emv.TdesKey(IMK)
+    via_context = emv.CardKey.from_imk(imk, pan, 45, option)
+    direct = emv.CardKey(emv.derive_icc_mk(IMK, pan, 45, option))
+    for cvn, minimum, iad in ((Cvn.VISA_10, VISA_MIN, H("06010A03A06010")), (Cvn.MCHIP_16, MC_MIN, mchip_iad(0x10))):
+        assert via_context.generate_ac(cvn, minimum, iad) == direct.generate_ac(cvn, minimum, iad)
 
 
 def test_padding():

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 
 def check_bytes(name: str, value: object, length: int | None = None) -> bytes:
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{name} must be bytes")
-    value = bytes(value)
+    if type(value) is not bytes:  # bytes (the per-code path) skip the copy
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{name} must be bytes")
+        value = bytes(value)
     if length is not None and len(value) != length:
         raise ValueError(f"{name} must be {length} bytes, got {len(value)}")
     return value

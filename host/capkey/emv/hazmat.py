@@ -25,6 +25,7 @@ from . import tlv
 from .checks import check_bytes, check_digits, check_psn, pack_bcd, pack_bcd_f
 from .tdes import (
     TdesKey,
+    _padded,
     adjust_parity,
     des_ecb_encrypt,
     kcv,
@@ -48,6 +49,7 @@ __all__ = [
     "GenerateAcResponse",
     "UnsupportedCvn",
     "adjust_parity",
+    "pad",
     "pad_method_1",
     "pad_method_2",
     "des_ecb_encrypt",
@@ -59,6 +61,7 @@ __all__ = [
     "derive_icc_mk_a",
     "derive_icc_mk_b",
     "derive_icc_mk",
+    "icc_mk_y",
     "derive_session_key",
     "csk_diversifier",
     "mastercard_diversifier",
@@ -86,41 +89,49 @@ class KeyDerivation(enum.Enum):
 
 def _udk_from_y(imk: bytes, y: bytes) -> bytes:
     imk = check_bytes("imk", imk, 16)
-    inv = bytes(b ^ 0xFF for b in y)
-    return adjust_parity(tdes_ecb_encrypt(imk, y + inv))
+    return adjust_parity(tdes_ecb_encrypt(imk, _y_blocks(y)))
+
+
+def _y_blocks(y: bytes) -> bytes:
+    """Y ‖ (Y XOR FF…FF): the two blocks whose encryption under the IMK is the UDK."""
+    return y + (int.from_bytes(y, "big") ^ 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
 
 
 def _check_pan(pan: str) -> str:
     return check_digits("pan", pan, 12, 19)
 
 
-def derive_icc_mk_a(imk: bytes, pan: str, psn: int) -> bytes:
-    """EMV Option A: Y = rightmost 16 digits of PAN‖PSN (zero-filled on the left)."""
-    s = _check_pan(pan) + f"{check_psn(psn):02d}"
-    return _udk_from_y(imk, bytes.fromhex(s[-16:].zfill(16)))
-
-
-def derive_icc_mk_b(imk: bytes, pan: str, psn: int) -> bytes:
-    """EMV Option B (for PANs longer than 16 digits; identical to A up to 16 digits): SHA-1
-    over PAN‖PSN in BCD, decimalised (digits first, then a-f as 0-5) to 16 digits."""
+def icc_mk_y(pan: str, psn: int, option: KeyDerivation) -> bytes:
+    """The 8-byte Y an ICC master key is derived from (EMV Book 2 A1.4.1): Option A, the
+    rightmost 16 digits of PAN‖PSN, zero-filled on the left; Option B (identical to A up to
+    16 PAN digits) SHA-1 over PAN‖PSN in BCD, decimalised (digits first, then a-f as 0-5)."""
+    if not isinstance(option, KeyDerivation):
+        raise TypeError("option must be a KeyDerivation")
     pan = _check_pan(pan)
     s = pan + f"{check_psn(psn):02d}"
-    if len(pan) <= 16:
-        return _udk_from_y(imk, bytes.fromhex(s[-16:].zfill(16)))
+    if len(pan) <= 16 or option is KeyDerivation.OPTION_A:
+        return bytes.fromhex(s[-16:].zfill(16))
     digest = hashlib.sha1(bytes.fromhex(s.zfill(len(s) + len(s) % 2))).hexdigest()
     digits = [c for c in digest if c.isdigit()][:16]
     if len(digits) < 16:
         letters = [str("abcdef".index(c)) for c in digest if c in "abcdef"]
         digits += letters[: 16 - len(digits)]
-    return _udk_from_y(imk, bytes.fromhex("".join(digits)))
+    return bytes.fromhex("".join(digits))
+
+
+def derive_icc_mk_a(imk: bytes, pan: str, psn: int) -> bytes:
+    """EMV Option A: Y = rightmost 16 digits of PAN‖PSN (zero-filled on the left)."""
+    return _udk_from_y(imk, icc_mk_y(pan, psn, KeyDerivation.OPTION_A))
+
+
+def derive_icc_mk_b(imk: bytes, pan: str, psn: int) -> bytes:
+    """EMV Option B (for PANs longer than 16 digits; identical to A up to 16 digits): SHA-1
+    over PAN‖PSN in BCD, decimalised (digits first, then a-f as 0-5) to 16 digits."""
+    return _udk_from_y(imk, icc_mk_y(pan, psn, KeyDerivation.OPTION_B))
 
 
 def derive_icc_mk(imk: bytes, pan: str, psn: int, option: KeyDerivation) -> bytes:
-    if option is KeyDerivation.OPTION_A:
-        return derive_icc_mk_a(imk, pan, psn)
-    if option is KeyDerivation.OPTION_B:
-        return derive_icc_mk_b(imk, pan, psn)
-    raise TypeError("option must be a KeyDerivation")
+    return _udk_from_y(imk, icc_mk_y(pan, psn, option))
 
 
 def _session_from(enc, r: bytes) -> bytes:
@@ -266,31 +277,68 @@ def ac_mac_input(cvn: object, minimum: bytes, iad: bytes) -> bytes:
     return minimum + iad_mac_data(rule, check_bytes("iad", iad))
 
 
+#: (CVN, IAD) -> what follows the minimum data set in the MAC input, padded: checked and built
+#: once per IAD variant (a verifier uses a handful per profile), not once per cryptogram; bounded.
+_MAC_TAILS: dict[tuple[Cvn, bytes], bytes] = {}
+_MAC_TAILS_KEPT = 256
+# Enum members are looked up through their metaclass (≈ 60 ns each on CPython 3.11): the
+# per-cryptogram path compares with these instead.
+_SK_NONE, _SK_COMMON = SessionKey.NONE, SessionKey.COMMON
+
+
 class CardKey:
     """A card's ICC master key (UDK) with its cipher contexts: computes cryptograms for any CVN.
-    Not thread-safe (see :class:`TdesKey`)."""
 
-    __slots__ = ("_udk",)
+    The session key of the last (ATC, UN) is kept: a verifier tries several IAD variants and
+    reader families at one ATC and UN, and the session key's two cipher contexts cost more
+    than the MACs. Not thread-safe (see :class:`TdesKey`)."""
+
+    __slots__ = ("_udk", "_last_r", "_last_sk")
 
     def __init__(self, udk: bytes):
-        self._udk = TdesKey(check_bytes("udk", udk, 16))
+        self._set(TdesKey(check_bytes("udk", udk, 16)))
+
+    @classmethod
+    def from_imk(cls, imk: TdesKey, pan: str, psn: int, option: KeyDerivation) -> CardKey:
+        """The card key of PAN/PSN under `imk`, derived through the IMK's own long-lived context
+        (an issuer backend keeps one per IMK) rather than a new context per card."""
+        self = cls.__new__(cls)
+        self._set(imk.derive(_y_blocks(icc_mk_y(pan, psn, option))))
+        return self
+
+    def _set(self, udk: TdesKey) -> None:
+        self._udk = udk
+        self._last_r = b""  # no diversifier is empty: the first session key is derived
+        self._last_sk = udk
 
     def session_key(self, rule: CvnRule, atc: bytes, un: bytes) -> TdesKey:
-        if rule.session_key is SessionKey.NONE:
+        kind = rule.session_key
+        if kind is _SK_NONE:
             return self._udk
-        # R with byte 3 set to F0 (left half) and 0F (right half), both through 3DES at once.
-        if rule.session_key is SessionKey.COMMON:
-            blocks = atc + b"\xf0" + bytes(5) + atc + b"\x0f" + bytes(5)
-        else:
-            blocks = atc + b"\xf0\x00" + un + atc + b"\x0f\x00" + un
-        return self._udk.derive(blocks)
+        common = kind is _SK_COMMON
+        r = atc if common else atc + un  # what the diversifier depends on
+        if r != self._last_r:
+            # R with byte 3 set to F0 (left half) and 0F (right half), both through 3DES at once.
+            if common:
+                blocks = atc + b"\xf0" + bytes(5) + atc + b"\x0f" + bytes(5)
+            else:
+                blocks = atc + b"\xf0\x00" + un + atc + b"\x0f\x00" + un
+            self._last_sk = self._udk.derive(blocks)
+            self._last_r = r
+        return self._last_sk
 
     def generate_ac(self, cvn: object, minimum: bytes, iad: bytes) -> bytes:
-        rule = cvn_rule(cvn)
         minimum = check_bytes("minimum", minimum, MINIMUM_DATA_LEN)
-        data = minimum + iad_mac_data(rule, check_bytes("iad", iad))
-        key = self.session_key(rule, minimum[_ATC], minimum[_UN])
-        return key.retail_mac(pad(data, rule.padding))
+        iad = check_bytes("iad", iad)
+        if type(cvn) is not Cvn:
+            cvn = Cvn.of(cvn)
+        rule = CVN_RULES[cvn]
+        tail = _MAC_TAILS.get((cvn, iad))
+        if tail is None:
+            tail = _padded(minimum + iad_mac_data(rule, iad), rule.padding)[MINIMUM_DATA_LEN:]
+            if len(_MAC_TAILS) < _MAC_TAILS_KEPT:
+                _MAC_TAILS[(cvn, iad)] = tail
+        return self.session_key(rule, minimum[_ATC], minimum[_UN]).retail_mac(minimum + tail)
 
 
 def generate_ac(udk: bytes, cvn: object, minimum: bytes, iad: bytes) -> bytes:
@@ -415,6 +463,10 @@ class Ipb:
     def deposit(self, value: int) -> int:
         if not 0 <= value < 1 << self.bits:
             raise ValueError("value has more bits than the IPB selects")
+        return self._spread(value)
+
+    def _spread(self, value: int) -> int:
+        """deposit() of a value already checked (the verifier checks the code once)."""
         out = 0
         for shift, below, run_mask in self._runs:
             out |= (value >> below & run_mask) << shift

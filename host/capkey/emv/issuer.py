@@ -6,7 +6,8 @@ payment HSM is asked to compute or check a cryptogram under a key it holds. Two 
 
 - :class:`SoftwareIssuerBackend`: IMKs in process memory, loaded from their wrapped form
   (:func:`wrap_key` / :func:`unwrap_key`, AES key wrap, RFC 3394, under a key-encryption key that
-  can live in a KMS; rules.md R18). Card keys are derived on demand and cached per thread.
+  can live in a KMS; rules.md R18). Card keys are derived on demand and cached per thread, with
+  the IMKs' cipher contexts.
 - An HSM back end registers against the ABC (``IssuerBackend.register(MyHsm)``) and implements the
   same calls with the keys inside the HSM.
 
@@ -22,13 +23,13 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import keywrap
 
 from . import hazmat as emv
 from . import tlv
-from .hazmat import CardKey, Cvn, KeyDerivation, check_bytes, check_digits, check_psn
+from .hazmat import CardKey, Cvn, KeyDerivation, TdesKey, check_bytes, check_digits, check_psn
 from .profiles import CapProfile
 
 __all__ = [
@@ -129,6 +130,7 @@ class CardKeyRef:
     pan: str
     psn: int
     derivation: KeyDerivation
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.imk_label, str) or not self.imk_label:
@@ -137,6 +139,11 @@ class CardKeyRef:
         check_psn(self.psn)
         if not isinstance(self.derivation, KeyDerivation):
             raise TypeError("derivation must be a KeyDerivation")
+        # The key cache looks a reference up on every cryptogram: hash it once.
+        object.__setattr__(self, "_hash", hash((self.imk_label, self.pan, self.psn, self.derivation.value)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __repr__(self) -> str:  # never print the full PAN (R18)
         return f"CardKeyRef({self.imk_label!r}, pan=…{self.pan[-4:]}, psn={self.psn:02d})"
@@ -245,17 +252,25 @@ class SoftwareIssuerBackend(IssuerBackend):
         return emv.derive_icc_mk(self._imk(ref.imk_label), ref.pan, ref.psn, ref.derivation)
 
     def _card_key(self, ref: CardKeyRef) -> CardKey:
-        cache = getattr(self._local, "cache", None)
+        local = self._local
+        cache = getattr(local, "cache", None)
         if cache is None:
-            cache = self._local.cache = OrderedDict()
+            cache = local.cache = OrderedDict()
+            local.imk_keys = {}
         key = cache.get(ref)
-        if key is None:
-            key = CardKey(self._udk(ref))
-            cache[ref] = key
-            if len(cache) > self._cache_size:
-                cache.popitem(last=False)
-        else:
+        if key is not None:
             cache.move_to_end(ref)
+            return key
+        if not isinstance(ref, CardKeyRef):
+            raise TypeError("ref must be a CardKeyRef")
+        # The IMK's context is kept per thread too: a card not in the cache costs one ECB pass
+        # for its key, not a new IMK context.
+        imk = local.imk_keys.get(ref.imk_label)
+        if imk is None:
+            imk = local.imk_keys[ref.imk_label] = TdesKey(self._imk(ref.imk_label))
+        key = cache[ref] = CardKey.from_imk(imk, ref.pan, ref.psn, ref.derivation)
+        if len(cache) > self._cache_size:
+            cache.popitem(last=False)
         return key
 
     def generate_ac(self, ref: CardKeyRef, cvn: Cvn, minimum: bytes, iad: bytes) -> bytes:

@@ -8,6 +8,11 @@ Every way a code can be wrong — not digits, too many bits, replayed, outside t
 cryptogram, wrong mode data — raises the same :class:`InvalidCode`; the reason goes to the
 ``capkey.emv.verifier`` debug logger, never with the code, the PAN or a key.
 
+Reader families (docs/cap.md §2.4, §5.5): a code is tried with the constants of every reader
+family the card's profile accepts, or only the family the bank remembered for the card
+(:attr:`CapCard.reader_family`); :func:`match_cap` says which family matched, so that the caller
+can remember it.
+
 Mode separation (rules.md "CAP verification specifics", R7, R8):
 
 - Respond: UN = the challenge (packed BCD, right-justified), amount 0. A challenge that packs to
@@ -33,7 +38,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from . import hazmat as emv
-from .hazmat import check_digits, check_psn
 from .issuer import CardKeyRef, IssuerBackend
 from .profiles import AMOUNT_MAX, CapProfile
 
@@ -42,6 +46,9 @@ __all__ = [
     "Mode",
     "CapCard",
     "CapChallenge",
+    "CapMatch",
+    "match_cap",
+    "match_resync",
     "verify_cap",
     "verify_cap_payload",
     "resync",
@@ -56,10 +63,6 @@ _log = logging.getLogger(__name__)
 #: Default and maximum resynchronisation search ranges.
 _RESYNC_SEARCH = 4096
 _RESYNC_SEARCH_MAX = 0xFFFF
-_CID_ARQC = 0x80
-_CID = bytes((_CID_ARQC,))
-_NO_AC = bytes(8)
-
 
 
 class InvalidCode(Exception):
@@ -84,6 +87,10 @@ class CapCard:
 
     `last_atc` is the last accepted ATC (or the personalised initial ATC): only codes strictly
     above it are accepted. The verifier returns the new value; the caller stores it.
+    `reader_family` is the family of the card's last accepted code when the bank remembered it
+    (:attr:`CapMatch.reader_family`): only that family's codes are then accepted, which takes the
+    odds of a guess back to one family (docs/cap.md §5.5); None tries every family the profile
+    accepts.
     """
 
     profile: CapProfile
@@ -92,26 +99,23 @@ class CapCard:
     imk_label: str
     last_atc: int = 0
     pin_try_limit: int = 3
+    reader_family: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.profile, CapProfile):
             raise TypeError("profile must be a CapProfile")
-        check_digits("pan", self.pan, 12, 19)
-        check_psn(self.psn)
+        # Checks the PAN, PSN and IMK label; kept as the key_ref cached property.
+        self.__dict__["key_ref"] = CardKeyRef(self.imk_label, self.pan, self.psn, self.profile.derivation)
         if isinstance(self.last_atc, bool) or not isinstance(self.last_atc, int) or not 0 <= self.last_atc <= 0xFFFF:
             raise ValueError("last_atc must be 0..65535")
         if isinstance(self.pin_try_limit, bool) or not isinstance(self.pin_try_limit, int) or not 1 <= self.pin_try_limit <= 15:
             raise ValueError("pin_try_limit must be 1..15")
-        # Fails early on a bad label; kept as the key_ref cached property.
-        self.__dict__["key_ref"] = CardKeyRef(self.imk_label, self.pan, self.psn, self.profile.derivation)
+        if self.reader_family is not None and self.reader_family not in self.profile.reader_families:
+            raise ValueError(f"reader_family must be one of {', '.join(self.profile.reader_families)} or None")
 
     @functools.cached_property
     def key_ref(self) -> CardKeyRef:
         return CardKeyRef(self.imk_label, self.pan, self.psn, self.profile.derivation)
-
-    @functools.cached_property
-    def _otp_prefix(self) -> bytes:
-        return bytes.fromhex(f"{self.psn:02d}") if self.profile.psn_prefix else b""
 
     def with_atc(self, atc: int) -> CapCard:
         if atc < self.last_atc:
@@ -119,7 +123,18 @@ class CapCard:
         return replace(self, last_atc=atc)
 
     def __repr__(self) -> str:  # no full PAN in logs (R18)
-        return f"CapCard({self.profile.name}, pan=…{self.pan[-4:]}, psn={self.psn:02d}, last_atc={self.last_atc})"
+        family = "" if self.reader_family is None else f", reader_family={self.reader_family}"
+        return f"CapCard({self.profile.name}, pan=…{self.pan[-4:]}, psn={self.psn:02d}, last_atc={self.last_atc}{family})"
+
+
+@dataclass(frozen=True)
+class CapMatch:
+    """An accepted code: the ATC it was made at (store it as the card's new floor) and the reader
+    family whose constants made it (store it as the card's `reader_family` to accept only that
+    family's codes from then on)."""
+
+    atc: int
+    reader_family: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,94 +156,148 @@ _ZERO_UN = bytes(4)
 _ZERO_AMOUNT = bytes(6)
 
 
+# Enum members are looked up through their metaclass (≈ 60 ns each on CPython 3.11): the per-code
+# path compares with these instead.
+_IDENTIFY, _RESPOND, _SIGN, _SIGN_TDS = Mode.IDENTIFY, Mode.RESPOND, Mode.SIGN, Mode.SIGN_TDS
+
+
 def _mode_data(mode, challenge, amount, tds) -> tuple[bytes, bytes, tuple[str, ...] | None]:
-    if not isinstance(mode, Mode):
+    respond = mode is _RESPOND
+    if respond or mode is _SIGN:
+        if tds is not None:
+            raise _Bad("tds only in SIGN_TDS")
+        if not isinstance(challenge, str) or not 1 <= len(challenge) <= 8 or not challenge.isdigit() or not challenge.isascii():
+            raise _Bad("challenge must be 1-8 digits")
+        un = bytes.fromhex(challenge.zfill(8))
+        if un == _ZERO_UN:
+            raise _Bad("an all-zero challenge is an Identify code")
+        if respond:
+            if amount is not None:
+                raise _Bad("respond takes no amount")
+            return un, _ZERO_AMOUNT, None
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= AMOUNT_MAX:
+            raise _Bad("sign needs an amount 1..999999999999 (minor units)")
+        return un, bytes.fromhex(str(amount).zfill(12)), None
+    if mode is not _IDENTIFY and mode is not _SIGN_TDS:
         raise TypeError("mode must be a Mode")
-    if mode is Mode.IDENTIFY or mode is Mode.SIGN_TDS:
-        if challenge is not None or amount is not None:
-            raise _Bad("identify/tds take no challenge or amount")
-        fields = None
-        if mode is Mode.SIGN_TDS:
-            if tds is None or isinstance(tds, (str, bytes)):
-                raise _Bad("tds needs a sequence of digit strings")
-            fields = tuple(tds)
-            try:
-                emv.tds_block(fields)
-            except (TypeError, ValueError) as exc:
-                raise _Bad(f"tds: {exc}") from None
-        elif tds is not None:
+    if challenge is not None or amount is not None:
+        raise _Bad("identify/tds take no challenge or amount")
+    if mode is _IDENTIFY:
+        if tds is not None:
             raise _Bad("identify takes no tds")
-        return _ZERO_UN, _ZERO_AMOUNT, fields
-    if tds is not None:
-        raise _Bad("tds only in SIGN_TDS")
-    if not isinstance(challenge, str) or not 1 <= len(challenge) <= 8 or not challenge.isascii() or not challenge.isdigit():
-        raise _Bad("challenge must be 1-8 digits")
-    un = bytes.fromhex(challenge.zfill(8))
-    if un == _ZERO_UN:
-        raise _Bad("an all-zero challenge is an Identify code")
-    if mode is Mode.RESPOND:
-        if amount is not None:
-            raise _Bad("respond takes no amount")
-        return un, _ZERO_AMOUNT, None
-    # SIGN
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= AMOUNT_MAX:
-        raise _Bad("sign needs an amount 1..999999999999 (minor units)")
-    return un, bytes.fromhex(str(amount).zfill(12)), None
+        return _ZERO_UN, _ZERO_AMOUNT, None
+    if tds is None or isinstance(tds, (str, bytes)):
+        raise _Bad("tds needs a sequence of digit strings")
+    fields = tuple(tds)
+    try:
+        emv.tds_block(fields)
+    except (TypeError, ValueError) as exc:
+        raise _Bad(f"tds: {exc}") from None
+    return _ZERO_UN, _ZERO_AMOUNT, fields
 
 
-def _parse_code(profile: CapProfile, code: object) -> int:
-    if not isinstance(code, str) or not code.isascii() or not code.isdigit():
-        raise _Bad("code must be ASCII digits")
-    if not 1 <= len(code) <= profile.digits:
-        raise _Bad("code length")
+def _prepare(card: CapCard, code: object, md: tuple[bytes, bytes, tuple[str, ...] | None]) -> tuple:
+    """One code prepared once for all its candidates: (UN, amount, TDS fields, the code's bits
+    at their IPB positions, the IAD variants its constant bits allow, its cryptogram bits)."""
+    profile = card.profile
+    if not isinstance(code, str) or not 1 <= len(code) <= profile.digits or not code.isdigit() or not code.isascii():
+        raise _Bad("code must be 1 to `digits` ASCII digits")
     value = int(code)
     if value >> profile.otp_bits:
         raise _Bad("code has more bits than the IPB selects")
-    return value
+    deposited = profile._ipb._spread(value)
+    # Cheap pre-check of the constant bits (PSN, CID, IAD) before any cryptography.
+    iads = profile._iads_by_bits(card.psn, card.pin_try_limit).get(deposited & profile._const_mask, ())
+    return md[0], md[1], md[2], deposited, iads, (deposited >> profile._ac_shift & profile._ac_mask).to_bytes(8, "big")
 
 
 # ---------------------------------------------------------------------------------------------
 # Core
 
 
-def _atc_candidates(profile: CapProfile, deposited: int, floor: int, window: int) -> list[int]:
+def _atc_candidates(profile: CapProfile, deposited: int, floor: int, window: int) -> Sequence[int]:
     mask = profile.atc_mask
     want = deposited >> profile._atc_shift & mask
-    top = min(floor + window, 0xFFFF)
-    if mask & (mask + 1) == 0:  # the k low bits (every real IPB): step straight to each match
-        first = floor + 1 + ((want - floor - 1) & mask)
-        return list(range(first, top + 1, mask + 1))
+    top = floor + window if floor + window < 0xFFFF else 0xFFFF
+    if not mask & (mask + 1):  # the k low bits (every real IPB): step straight to each match
+        return range(floor + 1 + ((want - floor - 1) & mask), top + 1, mask + 1)
     return [atc for atc in range(floor + 1, top + 1) if atc & mask == want]
 
 
-def _match_at(card: CapCard, backend: IssuerBackend, deposited: int, atc: int, md: tuple) -> bool:
-    """Does the code (as `deposited` bits) match the card's cryptogram at `atc`?"""
+def _match_at(
+    card: CapCard, backend: IssuerBackend, code: tuple, atc: int, families: tuple[tuple[str, bytes], ...]
+) -> str | None:
+    """The first of `families` whose reader made the prepared `code` at `atc`, trying each IAD
+    variant the code's constant bits allow: at most len(families) × len(IADs) cryptograms."""
+    un, amount, tds, _, iads, want = code
     profile = card.profile
-    ipb = profile._ipb
-    n = len(ipb)
-    mask = ipb.mask
-    known_mask = profile._known_mask
-    prefix = card._otp_prefix + _CID
-    atc_b = atc.to_bytes(2, "big")
-    un, amount, tds = md
-    head = profile._minimum_head(un, amount) + atc_b
-    ref = card.key_ref
-    want = deposited.to_bytes(n, "big")
-    ok = False
-    for iad in profile.iads_for(card.pin_try_limit):
-        known = prefix + atc_b + _NO_AC + iad
-        # Cheap pre-check of the constant bits (PSN, CID, ATC, IAD) before any cryptography.
-        if int.from_bytes(known[:n], "big") & known_mask != deposited & known_mask:
-            continue
-        ac = backend.generate_ac(ref, profile.cvn, head, iad)
-        if tds is not None:
-            ac = emv.tds_mac(ac, tds)
-        data = prefix + atc_b + ac + iad
-        got = (int.from_bytes(data[:n], "big") & mask).to_bytes(n, "big")
-        if hmac.compare_digest(got, want):
-            ok = True
-            break
-    return ok
+    generate_ac, ref, cvn, ac_mask = backend.generate_ac, card.key_ref, profile.cvn, profile._ac_mask
+    tail = un + profile.aip + atc.to_bytes(2, "big")
+    for name, constants in families:
+        minimum = amount + constants + tail
+        for iad in iads:
+            ac = generate_ac(ref, cvn, minimum, iad)
+            if tds is not None:
+                ac = emv.tds_mac(ac, tds)
+            # The constant bits were checked; the cryptogram bits are compared in constant time.
+            if hmac.compare_digest((int.from_bytes(ac, "big") & ac_mask).to_bytes(8, "big"), want):
+                return name
+    return None
+
+
+def _check_call(card: object, key_backend: object) -> None:
+    if not isinstance(card, CapCard):
+        raise TypeError("card must be a CapCard")
+    # IssuerBackend is an ABC (an HSM registers against it): its isinstance is a Python call.
+    if type(key_backend) not in _BACKEND_TYPES:
+        if not isinstance(key_backend, IssuerBackend):
+            raise TypeError("key_backend must be an IssuerBackend")
+        _BACKEND_TYPES.add(type(key_backend))
+
+
+_BACKEND_TYPES: set[type] = set()
+
+
+def _verify(card, code, mode, challenge, amount, currency, tds, key_backend) -> tuple[int, str]:
+    _check_call(card, key_backend)
+    if currency is not None:
+        raise ValueError("the CAP profiles do not MAC a currency: bind it with transaction_challenge")
+    profile = card.profile
+    try:
+        prepared = _prepare(card, code, _mode_data(mode, challenge, amount, tds))
+    except _Bad as exc:
+        _log.debug("CAP code refused (%s): %s", profile.name, exc)
+        raise InvalidCode() from None
+    if prepared[4]:
+        families = profile._families_tried[card.reader_family]
+        for atc in _atc_candidates(profile, prepared[3], card.last_atc, profile.window):
+            family = _match_at(card, key_backend, prepared, atc, families)
+            if family is not None:
+                return atc, family
+    _log.debug("CAP code refused (%s): no matching ATC above the floor", profile.name)
+    raise InvalidCode()
+
+
+def match_cap(
+    card: CapCard,
+    code: str,
+    *,
+    mode: Mode,
+    challenge: str | None = None,
+    amount: int | None = None,
+    currency: str | None = None,
+    tds: Sequence[str] | None = None,
+    key_backend: IssuerBackend,
+) -> CapMatch:
+    """Checks a CAP code; returns the ATC it was made at (store it as the card's new floor) and
+    the reader family that made it (remember it: :attr:`CapCard.reader_family`).
+
+    Raises :class:`InvalidCode` for every wrong or malformed code. `currency` is bound through
+    :func:`transaction_challenge` (the profiles' readers leave 5F2A at 0000); passing one here is
+    a programming error (ValueError). Work: at most one ATC candidate for the profiles' IPBs
+    and, per candidate, at most (reader families tried) × (IAD variants) cryptograms.
+    """
+    return CapMatch(*_verify(card, code, mode, challenge, amount, currency, tds, key_backend))
 
 
 def verify_cap(
@@ -242,31 +311,51 @@ def verify_cap(
     tds: Sequence[str] | None = None,
     key_backend: IssuerBackend,
 ) -> int:
-    """Checks a CAP code; returns the ATC it was made at (store it as the card's new floor).
+    """:func:`match_cap`, returning only the ATC (store it as the card's new floor)."""
+    return _verify(card, code, mode, challenge, amount, currency, tds, key_backend)[0]
 
-    Raises :class:`InvalidCode` for every wrong or malformed code. `currency` is bound through
-    :func:`transaction_challenge` (the profiles' readers leave 5F2A at 0000); passing one here is
-    a programming error (ValueError).
+
+def match_resync(
+    card: CapCard,
+    code1: str,
+    code2: str,
+    *,
+    search: int = _RESYNC_SEARCH,
+    key_backend: IssuerBackend,
+) -> CapMatch:
+    """Resynchronisation with two consecutive Identify codes (docs/cap.md §5.3).
+
+    Searches ATC values c in (floor, floor + search] such that `code1` matches at c and `code2`
+    at c + 1, both with one reader family (the card's remembered one, else each the profile
+    accepts); exactly one such (c, family) must exist. Returns c + 1, the new floor (the two
+    codes are thereby consumed), and the family. Raises :class:`InvalidCode` otherwise. A resync
+    proves possession of the card but is not an authentication (it accepts Identify codes): do
+    not open a session with it.
     """
-    if not isinstance(card, CapCard):
-        raise TypeError("card must be a CapCard")
-    if not isinstance(key_backend, IssuerBackend):
-        raise TypeError("key_backend must be an IssuerBackend")
-    if currency is not None:
-        raise ValueError("the CAP profiles do not MAC a currency: bind it with transaction_challenge")
+    _check_call(card, key_backend)
+    if isinstance(search, bool) or not isinstance(search, int) or not 2 <= search <= _RESYNC_SEARCH_MAX:
+        raise ValueError(f"search must be 2..{_RESYNC_SEARCH_MAX}")
     profile = card.profile
     try:
-        md = _mode_data(mode, challenge, amount, tds)
-        otp = _parse_code(profile, code)
+        md = _mode_data(Mode.IDENTIFY, None, None, None)
+        first, second = _prepare(card, code1, md), _prepare(card, code2, md)
     except _Bad as exc:
-        _log.debug("CAP code refused (%s): %s", card.profile.name, exc)
+        _log.debug("CAP resync refused (%s): %s", profile.name, exc)
         raise InvalidCode() from None
-    deposited = profile._ipb.deposit(otp)
-    for atc in _atc_candidates(profile, deposited, card.last_atc, profile.window):
-        if _match_at(card, key_backend, deposited, atc, md):
-            return atc
-    _log.debug("CAP code refused (%s): no matching ATC above the floor", card.profile.name)
-    raise InvalidCode()
+    found = []
+    if first[4] and second[4]:
+        for c in _atc_candidates(profile, first[3], card.last_atc, search - 1):
+            # code2's ATC bits must fit c + 1 before any cryptography.
+            if c + 1 not in _atc_candidates(profile, second[3], c, 1):
+                continue
+            for family in profile._families_tried[card.reader_family]:
+                # Both codes come from one reader: code2 is tried with code1's family only.
+                if _match_at(card, key_backend, first, c, (family,)) and _match_at(card, key_backend, second, c + 1, (family,)):
+                    found.append(CapMatch(c + 1, family[0]))
+    if len(found) != 1:
+        _log.debug("CAP resync refused (%s): %d matching positions", profile.name, len(found))
+        raise InvalidCode()
+    return found[0]
 
 
 def resync(
@@ -277,40 +366,8 @@ def resync(
     search: int = _RESYNC_SEARCH,
     key_backend: IssuerBackend,
 ) -> int:
-    """Resynchronisation with two consecutive Identify codes (docs/cap.md §5.3).
-
-    Searches ATC values c in (floor, floor + search] such that `code1` matches at c and `code2`
-    at c + 1; exactly one such c must exist. Returns c + 1, the new floor (the two codes are thereby
-    consumed). Raises :class:`InvalidCode` otherwise. A resync proves possession of the card but is
-    not an authentication (it accepts Identify codes): do not open a session with it.
-    """
-    if not isinstance(card, CapCard):
-        raise TypeError("card must be a CapCard")
-    if not isinstance(key_backend, IssuerBackend):
-        raise TypeError("key_backend must be an IssuerBackend")
-    if isinstance(search, bool) or not isinstance(search, int) or not 2 <= search <= _RESYNC_SEARCH_MAX:
-        raise ValueError(f"search must be 2..{_RESYNC_SEARCH_MAX}")
-    profile = card.profile
-    try:
-        md = _mode_data(Mode.IDENTIFY, None, None, None)
-        otp1 = _parse_code(profile, code1)
-        otp2 = _parse_code(profile, code2)
-    except _Bad as exc:
-        _log.debug("CAP resync refused (%s): %s", profile.name, exc)
-        raise InvalidCode() from None
-    dep1, dep2 = profile._ipb.deposit(otp1), profile._ipb.deposit(otp2)
-    found = []
-    floor = card.last_atc
-    for c in _atc_candidates(profile, dep1, floor, search - 1):
-        # code2's ATC bits must fit c + 1 before any cryptography.
-        if c + 1 not in _atc_candidates(profile, dep2, c, 1):
-            continue
-        if _match_at(card, key_backend, dep1, c, md) and _match_at(card, key_backend, dep2, c + 1, md):
-            found.append(c + 1)
-    if len(found) != 1:
-        _log.debug("CAP resync refused (%s): %d matching positions", profile.name, len(found))
-        raise InvalidCode()
-    return found[0]
+    """:func:`match_resync`, returning only the new floor."""
+    return match_resync(card, code1, code2, search=search, key_backend=key_backend).atc
 
 
 # ---------------------------------------------------------------------------------------------
