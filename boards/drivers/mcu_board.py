@@ -16,6 +16,7 @@ STORAGE = "/data"
 
 class McuBoard:
     inject_key = None  # keys come only from the physical keypad on a real board
+    link_connections = 1  # the USB CDC stream: the link server makes one receive buffer
 
     def __init__(self, name, pins, i2c_id):
         self.name = name

@@ -105,8 +105,10 @@ class _Conn:
 class LinkServer:
     def __init__(
         self, board, ui=None, max_payload=MAX_PAYLOAD, max_active=_MAX_ACTIVE,
-        max_connections=MAX_CONNECTIONS,
+        max_connections=None,
     ):
+        if max_connections is None:  # a board with one stream says so (board.link_connections)
+            max_connections = getattr(board, "link_connections", MAX_CONNECTIONS)
         self.board = board
         self.ui = ui
         self.max_payload = max_payload
@@ -116,10 +118,11 @@ class LinkServer:
         self._slots = [Request(max_payload) for _ in range(max_active)]
         self._max_conns = max_connections
         self._conns = []  # the connections served now
-        # receive buffers: the first made now, the others when that many connections are open
-        # at once (never on a board with one USB stream), then reused
-        self._decs = [Decoder(max_payload)]
-        self._made = 1
+        # Receive buffers, all made now at the bottom of a young heap: one made later, while a
+        # flow has its modules loaded, would stay in the middle of the heap after they are given
+        # back and split the free space the next flow's modules need in one piece. A board with
+        # one USB stream has one.
+        self._decs = [Decoder(max_payload) for _ in range(max_connections)]
         self._refusing = 0  # refused connections waiting for their first request
         # A frame leaves as header, payload and CRC: three writes and no 1 KB buffer to copy the
         # payload into (the simulator turns Nagle's algorithm off, or TCP would hold the second
@@ -167,15 +170,11 @@ class LinkServer:
             self._watcher = asyncio.create_task(self._watch())
         try:
             # a receive buffer from the pool (a dropped connection's comes back once its task
-            # has stopped), or a new one while fewer than the bound exist
-            while not self._decs and self._made == self._max_conns:
+            # has stopped)
+            while not self._decs:
                 await asyncio.sleep_ms(0)
-            if self._decs:
-                dec = self._decs.pop()
-                dec.reset()
-            else:
-                self._made += 1
-                dec = Decoder(self.max_payload)
+            dec = self._decs.pop()
+            dec.reset()
             conn.dec = dec
             while True:
                 ev = dec.step()

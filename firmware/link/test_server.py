@@ -295,7 +295,7 @@ async def test_disconnect_cancels_handlers_and_next_connection_works():
     p.request(61, _ECHO, b"again")
     assert await p.reply(61) == (KIND_RESPONSE, 61, ERR_OK, b"again")
     await p.close()
-    assert rig.link._made == 1
+    assert len(rig.link._decs) == server.MAX_CONNECTIONS
 
 
 async def test_two_connections_at_once():
@@ -335,8 +335,7 @@ async def test_a_connection_beyond_the_bound_takes_the_place_of_the_idlest():
     assert not peers[1].task.done() and not peers[2].task.done()
     await peers[1].assert_alive()
     await peers[2].assert_alive()
-    # every receive buffer came from the pool: none was made past the bound
-    assert rig.link._made == server.MAX_CONNECTIONS
+    # every receive buffer came from the pool and went back to it
     for p in (peers[1], peers[2], new):
         await p.close()
     assert len(rig.link._decs) == server.MAX_CONNECTIONS
@@ -356,9 +355,9 @@ async def test_busy_when_every_connection_has_a_request_running():
     rig.release.set()
     for i, p in enumerate(peers):  # the connections in use were not disturbed
         assert await p.reply(0x200 + i) == (KIND_RESPONSE, 0x200 + i, ERR_OK, b"done")
-    assert rig.link._made == server.MAX_CONNECTIONS
     for p in peers:
         await p.close()
+    assert len(rig.link._decs) == server.MAX_CONNECTIONS
 
 
 async def test_refused_connections_wait_a_bounded_time_and_only_a_few_at_once():
@@ -391,11 +390,18 @@ async def test_idle_connections_are_closed_and_their_buffers_given_back():
     rig.release.set()
     assert (await busy.reply(0x400))[2] == ERR_OK
     assert await busy.closed(400)  # idle from the end of its request
-    assert len(rig.link._decs) == rig.link._made == 2
+    assert len(rig.link._decs) == server.MAX_CONNECTIONS
     again = rig.peer()
     await again.assert_alive()
     await again.close()
-    assert rig.link._made == 2
+    assert len(rig.link._decs) == server.MAX_CONNECTIONS
+
+
+async def test_a_board_with_one_stream_gets_one_receive_buffer():
+    board = _fakes.FakeBoard()
+    board.link_connections = 1
+    link = server.LinkServer(board, _fakes.FakeUi())
+    assert len(link._decs) == 1
 
 
 async def test_a_trickled_partial_frame_does_not_hold_a_connection():
@@ -424,7 +430,7 @@ async def test_a_flood_of_connections_leaves_the_heap_as_it_was():
     await asyncio.sleep_ms(50)
     del flood, p
     gc.collect()
-    assert rig.link._made == server.MAX_CONNECTIONS
-    # the two receive buffers made after `before` stay in the pool; nothing else was kept
+    assert len(rig.link._decs) == server.MAX_CONNECTIONS
+    # the receive buffers were all made before: nothing was kept
     grown = gc.mem_alloc() - before
-    assert grown < 2 * 1200 + 512, grown
+    assert grown < 512, grown
