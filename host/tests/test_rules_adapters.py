@@ -55,15 +55,20 @@ class RealWorld:
         self.serial = format(cert.serial_number, "x")
         d.attach_certificate("C1", "U1", self.der, actor="ops")
 
-    def code(self, mode, challenge, amount=0):
+    def code(self, mode, challenge, amount=0, family=None):
         self.atc += 1
         return make_code(VISA_DPA_CVN10, PAN, PSN, self.atc, mode, challenge=challenge,
-                         amount=amount)
+                         amount=amount, family=family)
 
-    def cap_login(self):
+    def cap_login(self, family=None):
         ch = self.service.issue_login_challenge("C1", "U1")
-        code = self.code(Mode.RESPOND, ch.cap_challenge)
+        code = self.code(Mode.RESPOND, ch.cap_challenge, family=family)
         return self.service.login(LoginRequest("C1", "U1", cap_code=code, challenge_id=ch.id)), code
+
+    def card(self):
+        with self.service.store.read() as tx:
+            (card,) = tx.cards_of(tx.user_find("C1", "U1").id)
+        return card
 
     def signed(self, nonce, record, user="U1"):
         payload = bytes(canonical_payload(nonce, record, "C1", user, ORIGIN).to_bytes())
@@ -136,3 +141,24 @@ def test_R9_real_cap_resync_after_gap(real):
     assert real.service.resync_card("C1", "U1", card_id, c1, c2, actor="ops") is True
     assert real.service.directory.user_state("C1", "U1").cards[0][2] == real.atc
     assert real.cap_login()[0].outcome is Outcome.OK
+
+
+def test_reader_family_remembered_then_only_its_codes_until_a_resync(real):
+    """docs/cap.md §5.5: the family of a card's first accepted code is stored with its ATC floor;
+    another family's code is then refused (its odds of a guess are the one family's); a resync
+    with two consecutive codes of the new reader moves the card to that family."""
+    first, other = VISA_DPA_CVN10.reader_families[0], VISA_DPA_CVN10.reader_families[1]
+    assert real.card().reader_family is None
+    assert real.cap_login(family=other)[0].outcome is Outcome.OK  # any family while none is known
+    assert (real.card().reader_family, real.card().last_atc) == (other, real.atc)
+    assert real.cap_login(family=first)[0].outcome is Outcome.AUTH_FAILED
+    with real.service.store.read() as tx:
+        assert [r[7] for r in tx.audit_rows() if r[6] == "AUTH_FAILED"][-1] == "bad_cap_code"
+    assert real.cap_login(family=other)[0].outcome is Outcome.OK
+    card_id = real.card().id
+    c1 = real.code(Mode.IDENTIFY, None, family=first)
+    c2 = real.code(Mode.IDENTIFY, None, family=first)
+    assert real.service.resync_card("C1", "U1", card_id, c1, c2, actor="ops") is True
+    assert (real.card().reader_family, real.card().last_atc) == (first, real.atc)
+    assert real.cap_login(family=first)[0].outcome is Outcome.OK
+    assert real.cap_login(family=other)[0].outcome is Outcome.AUTH_FAILED

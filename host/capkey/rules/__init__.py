@@ -18,6 +18,7 @@ from .codes import WeakCode, check_policy
 from .config import ConfigError, RulesConfig
 from .directory import Directory, DirectoryError, check_card_profile, subject_of
 from .interfaces import (
+    CapAccepted,
     CapCard,
     CapCheck,
     CapMode,
@@ -66,7 +67,7 @@ from .records import (
 from .service import AuthService, from_us, to_us
 
 __all__ = [
-    "AuthLevel", "AuthService", "Batch", "CapCard", "CapCheck", "CapMode", "CapResync", "CertEvidence",
+    "AuthLevel", "AuthService", "Batch", "CapAccepted", "CapCard", "CapCheck", "CapMode", "CapResync", "CertEvidence",
     "Clock", "ConfigError", "DEFAULT_SENSITIVE", "Directory", "DirectoryError",
     "InvalidTransaction", "LoginChallenge", "LoginRequest", "LoginResult", "Method", "Operation",
     "OperationRef", "Outcome", "PERMANENT_BLOCK_IMMINENT", "Payment", "RegisteredCertificate",

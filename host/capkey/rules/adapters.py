@@ -18,7 +18,10 @@ service issued. `origin` is the web origin of the login page (it is part of the 
 A card profile (``capkey admin attach-card``) for `CapVerifier` is JSON with ``profile`` (a name of
 ``capkey.emv.profiles.PROFILES``, e.g. ``"visa-dpa-cvn10"``) or ``profile_id``, ``pan``, ``psn``,
 ``imk_label`` (the issuer master key's label in the key backend: a reference, never a key) and
-optionally ``pin_try_limit`` and ``last_atc`` (the personalised initial ATC).
+optionally ``pin_try_limit`` and ``last_atc`` (the personalised initial ATC). The reader family of
+the card's last accepted code is the store's (`CapCard.reader_family`): `CapVerifier.verify` then
+accepts only that family's codes, and a resync searches every family the profile accepts, so that
+it can move the card to a new reader (docs/cap.md §5.5).
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ from ..cert import verifier as _sig
 from ..emv import verifier as _cap
 from ..emv.issuer import IssuerBackend
 from ..emv.profiles import PROFILES, profile_by_id
-from .interfaces import CapCard, CapMode, RegisteredCertificate, Rejected, SigningIntent
+from .interfaces import (
+    CapAccepted,
+    CapCard,
+    CapMode,
+    RegisteredCertificate,
+    Rejected,
+    SigningIntent,
+)
 from .model import Batch, CertEvidence, OperationRef, Payment
 
 log = logging.getLogger(__name__)
@@ -62,15 +72,17 @@ def canonical_payload(challenge: bytes, record: Payment | Batch | OperationRef |
     raise TypeError("unknown record type")
 
 
-def card_from_profile(profile: Mapping[str, Any], last_atc: int) -> _cap.CapCard:
-    """The verifier's card from a stored profile and the store's ATC floor (-1: none yet)."""
+def card_from_profile(profile: Mapping[str, Any], last_atc: int,
+                      reader_family: str | None = None) -> _cap.CapCard:
+    """The verifier's card from a stored profile, the store's ATC floor (-1: none yet) and the
+    reader family it remembers (None: every family the profile accepts)."""
     if "profile" in profile:
         cap_profile = PROFILES[profile["profile"]]
     else:
         cap_profile = profile_by_id(int(profile["profile_id"]))
     return _cap.CapCard(cap_profile, str(profile["pan"]), int(profile["psn"]),
                         str(profile["imk_label"]), max(last_atc, 0),
-                        int(profile.get("pin_try_limit", 3)))
+                        int(profile.get("pin_try_limit", 3)), reader_family)
 
 
 class CapVerifier:
@@ -95,37 +107,41 @@ class CapVerifier:
     def challenge(self, mode: CapMode) -> str:
         return self._entry(mode).challenge
 
-    def verify(self, card: CapCard, code: str, mode: CapMode) -> int:
+    def verify(self, card: CapCard, code: str, mode: CapMode) -> CapAccepted:
         try:
-            real = card_from_profile(card.profile, card.last_atc)
+            real = card_from_profile(card.profile, card.last_atc, card.reader_family)
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("card %d: unusable CAP profile (%s)", card.card_id, type(exc).__name__)
             raise Rejected("bad_profile") from None
         entry = self._entry(mode)  # mode, challenge, amount: from the record (docs/cap.md §5.4)
         try:
-            atc = _cap.verify_cap(real, code, mode=entry.mode, challenge=entry.challenge,
-                                  amount=entry.amount, key_backend=self._backend)
+            match = _cap.match_cap(real, code, mode=entry.mode, challenge=entry.challenge,
+                                   amount=entry.amount, key_backend=self._backend)
         except _cap.InvalidCode:
             raise Rejected() from None
-        if self._dummy is None:  # a card whose profile and key are known to work
-            self._dummy = CapCard(0, {**card.profile, "pan": _NOBODY_PAN}, -1)
-        return atc
+        if self._dummy is None:  # a card whose profile and key are known to work, in the state
+            # a card is in once used: its family remembered (the same candidates as a wrong code)
+            self._dummy = CapCard(0, {**card.profile, "pan": _NOBODY_PAN}, -1, match.reader_family)
+        return CapAccepted(match.atc, match.reader_family)
 
     def dummy_verify(self, code: str, mode: CapMode) -> None:
         """`CapDummy` (R2): `verify` for a card nobody has, modelled on the first card this
-        verifier accepted a code from (same CAP profile, PSN, PIN try limit and issuer key, so the
-        same ATC candidates and key backend calls; ATC floor of a new card, PAN of zeros). Until
-        a code has been accepted there is no model and nothing is done."""
+        verifier accepted a code from (same CAP profile, PSN, PIN try limit, issuer key and the
+        reader family that code matched, so the same ATC candidates, reader families and key
+        backend calls as a wrong code for a used card; ATC floor of a new card, PAN of zeros).
+        Until a code has been accepted there is no model and nothing is done."""
         if self._dummy is not None:
             try:
                 self.verify(self._dummy, code, mode)
             except Rejected:
                 pass
 
-    def resync(self, card: CapCard, code1: str, code2: str) -> int:
+    def resync(self, card: CapCard, code1: str, code2: str) -> CapAccepted:
         try:
+            # every family: a resync is how a card moves to a reader of another family
             real = card_from_profile(card.profile, card.last_atc)
-            return _cap.resync(real, code1, code2, key_backend=self._backend)
+            match = _cap.match_resync(real, code1, code2, key_backend=self._backend)
+            return CapAccepted(match.atc, match.reader_family)
         except (KeyError, TypeError, ValueError):
             raise Rejected("bad_profile") from None
         except _cap.InvalidCode:

@@ -11,7 +11,7 @@ from functools import partial
 from .codes import WeakCode, check_policy, generate_code
 from .core import US, Events, ServiceCore, audited, identifiers_ok, secret_ok
 from .directory import subject_of
-from .interfaces import CapCard, CapResync, Rejected
+from .interfaces import CapCard, CapResync, Rejected, cap_accepted
 from .model import AuthLevel, Outcome, ResetResult, Role, Session
 
 
@@ -140,10 +140,11 @@ class CodeAdminRules(ServiceCore):
             else:
                 assert user is not None and card is not None
                 try:
-                    floor = self._cap.resync(
-                        CapCard(card.id, json.loads(card.profile), card.last_atc), code1, code2)
-                    ok = (isinstance(floor, int) and not isinstance(floor, bool)
-                          and tx.card_raise_atc(card.id, floor))
+                    accepted = cap_accepted(self._cap.resync(
+                        CapCard(card.id, json.loads(card.profile), card.last_atc,
+                                card.reader_family), code1, code2), card.last_atc)
+                    ok = accepted is not None and tx.card_raise_atc(
+                        card.id, accepted.atc, accepted.reader_family)
                 except Rejected:
                     ok = False
                 if ok:

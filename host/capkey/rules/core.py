@@ -31,6 +31,7 @@ from .interfaces import (
     SignatureDummy,
     SigningIntent,
     SystemClock,
+    cap_accepted,
 )
 from .model import (
     PAYMENT_OPERATIONS,
@@ -262,14 +263,17 @@ class ServiceCore:
             reason = ""
             for card in cards:
                 try:
-                    atc = self._cap.verify(
-                        CapCard(card.id, json.loads(card.profile), card.last_atc), cap_code, mode)
+                    result = self._cap.verify(CapCard(card.id, json.loads(card.profile),
+                                                      card.last_atc, card.reader_family),
+                                              cap_code, mode)
                 except Rejected as exc:
                     reason = exc.reason
                     continue
-                if not isinstance(atc, int) or isinstance(atc, bool) or atc <= card.last_atc:
+                accepted = cap_accepted(result, card.last_atc)
+                if accepted is None:
                     return "replay"
-                if not tx.card_raise_atc(card.id, atc):  # R9: one writer moves the floor
+                # R9: one writer moves the floor (and stores the code's reader family with it)
+                if not tx.card_raise_atc(card.id, accepted.atc, accepted.reader_family):
                     return "replay"
                 return ""
             return "bad_cap_code" + (f":{reason}" if reason else "")

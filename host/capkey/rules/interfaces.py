@@ -30,11 +30,39 @@ class Rejected(Exception):
 @dataclass(frozen=True)
 class CapCard:
     """What the rules know about a CAP card: its profile (the JSON the issuer attached with
-    ``capkey admin attach-card``, decoded) and its state (the last accepted ATC; -1 if none)."""
+    ``capkey admin attach-card``, decoded) and its state (the last accepted ATC; -1 if none; the
+    reader family of its last accepted code, None until one is known)."""
 
     card_id: int
     profile: Mapping[str, Any]
     last_atc: int
+    reader_family: str | None = None
+
+
+@dataclass(frozen=True)
+class CapAccepted:
+    """An accepted CAP code: the ATC it was made at and the reader family whose constants made
+    it (docs/cap.md §5.5; None from a verifier that does not tell families apart). The service
+    stores both with one conditional write; from then on the card's `reader_family` is that
+    family."""
+
+    atc: int
+    reader_family: str | None = None
+
+
+def cap_accepted(result: object, floor: int) -> CapAccepted | None:
+    """A CAP verifier's answer as a `CapAccepted`, or None when it is not one the service can
+    store: not an ATC (an int, not a bool) strictly above `floor`, or a family that is not a
+    short name."""
+    if isinstance(result, CapAccepted):
+        atc, family = result.atc, result.reader_family
+    else:
+        atc, family = result, None
+    if not isinstance(atc, int) or isinstance(atc, bool) or atc <= floor:
+        return None
+    if family is not None and not (isinstance(family, str) and 0 < len(family) <= 40):
+        return None
+    return CapAccepted(atc, family)
 
 
 @dataclass(frozen=True)
@@ -79,11 +107,13 @@ class CapCheck(Protocol):
         on `nonce` and, for operations, on the record, so that a code is bound to them (R7–R9)."""
         ...
 
-    def verify(self, card: CapCard, code: str, mode: CapMode) -> int:
+    def verify(self, card: CapCard, code: str, mode: CapMode) -> int | CapAccepted:
         """Checks `code` against the challenge `challenge(mode)` gave (and, in Sign mode, the
         record's amount). Returns the ATC the code was generated with (strictly above
-        ``card.last_atc``, within the verifier's look-ahead window); raises `Rejected` otherwise.
-        Pure: the service stores the new ATC floor with a conditional write."""
+        ``card.last_atc``, within the verifier's look-ahead window), with the reader family
+        that made it (`CapAccepted`; only that family's codes when ``card.reader_family`` is
+        set); raises `Rejected` otherwise. Pure: the service stores the new ATC floor and the
+        family with a conditional write."""
         ...
 
 
@@ -100,9 +130,11 @@ class CapDummy(Protocol):
 
 @runtime_checkable
 class CapResync(Protocol):
-    def resync(self, card: CapCard, code1: str, code2: str) -> int:
+    def resync(self, card: CapCard, code1: str, code2: str) -> int | CapAccepted:
         """Two consecutive Identify codes made after a large ATC gap: returns the new floor (the
-        ATC of `code2`), found in a search range above ``card.last_atc``; raises `Rejected`."""
+        ATC of `code2`), found in a search range above ``card.last_atc``, with the reader family
+        that made both (any family the profile accepts: a resync is also how a card's holder
+        moves to a reader of another family); raises `Rejected`."""
         ...
 
 

@@ -182,5 +182,13 @@ _V2 = Migration(
     step=lambda tx, now: tx.start_keyed_segment(now, str(uuid.uuid4())),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+# The reader family of a card's last accepted code (docs/cap.md §5.5): NULL until one is known,
+# then only that family's codes are accepted (a resync may move the card to another family).
+_V3 = Migration(
+    3,
+    "CAP cards remember the reader family of their last accepted code",
+    ("ALTER TABLE cap_cards ADD COLUMN reader_family TEXT",),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 LATEST = MIGRATIONS[-1].version

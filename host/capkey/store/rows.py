@@ -41,6 +41,7 @@ class CardRow:
     profile: str
     last_atc: int
     active: bool
+    reader_family: str | None = None  # of the last accepted code (docs/cap.md §5.5)
 
 
 @dataclass(frozen=True)

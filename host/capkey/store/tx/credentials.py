@@ -18,17 +18,19 @@ class CredentialsTx(TxCore):
     def cards_of(self, user_id: int, *, active_only: bool = True) -> list[CardRow]:
         where = " AND active = 1" if active_only else ""
         rows = self.execute(
-            f"SELECT id, user_id, label, profile, last_atc, active FROM cap_cards "
+            f"SELECT id, user_id, label, profile, last_atc, active, reader_family FROM cap_cards "
             f"WHERE user_id = ?{where} ORDER BY id",
             (user_id,),
         ).fetchall()
-        return [CardRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+        return [CardRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
 
-    def card_raise_atc(self, card_id: int, atc: int) -> bool:
-        """The ATC floor only moves up, and only one writer can move it to a given value (R9)."""
+    def card_raise_atc(self, card_id: int, atc: int, reader_family: str | None = None) -> bool:
+        """The ATC floor only moves up, and only one writer can move it to a given value (R9).
+        The reader family of the accepted code, when given, is stored by the same write."""
         return self._changed(
-            "UPDATE cap_cards SET last_atc = ? WHERE id = ? AND active = 1 AND last_atc < ?",
-            (atc, card_id, atc),
+            "UPDATE cap_cards SET last_atc = ?, reader_family = COALESCE(?, reader_family) "
+            "WHERE id = ? AND active = 1 AND last_atc < ?",
+            (atc, reader_family, card_id, atc),
         ) == 1
 
     def card_deactivate(self, card_id: int) -> int | None:
