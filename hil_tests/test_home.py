@@ -180,35 +180,3 @@ def test_every_app_fits_in_the_heap(device):
     installed = sorted(name for name, _ in device.info().apps)
     assert installed == present, "apps not installed (see the simulator's console): " + \
         ", ".join(sorted(set(present) - set(installed)))
-
-
-# -- power cut while the language is saved ----------------------------------------------------
-
-_STAGES = ("begin", "torn", "synced", "renamed")  # firmware/store write points of one save
-
-
-@pytest.mark.sim_only
-@pytest.mark.parametrize("point", range(1, len(_STAGES) + 1))
-def test_power_cut_while_saving_the_language(new_sim, operator_for, point):
-    s = new_sim()
-    op = operator_for(s)
-    op.wait_for_text(HOME)
-    s.restart(crash_at=point, crash_tag="ui.lang:")
-    op.wait_for_text(HOME)
-    op.press("#")
-    op.wait_for_text("Menu")
-    op.press("2")
-    op.wait_for_text("English")
-    try:
-        op.press("2")  # English: the save dies at the write point
-    except LinkError:
-        pass  # the device may die before it answers the PRESS
-    assert s.wait_exit(10) == -9
-    assert f"plug pulled at write point ui.lang:{_STAGES[point - 1]}" in s.console
-    s.restart(crash_at=None)
-    # before the new copy is complete the old setting stands; after, the save is finished
-    expected = HOME if _STAGES[point - 1] in ("begin", "torn") else "Choose a function"
-    op.wait_for_text(expected, timeout=10)
-    s.kill()
-    s.start()
-    op.wait_for_text(expected, timeout=10)  # and it stays so

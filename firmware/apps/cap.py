@@ -33,11 +33,11 @@ CODE_SHOW_MS = 60000  # the code stays on screen until OK or this long
 PCSC_IDLE_MS = 600000  # PC/SC mode switches itself off after this long without an APDU
 
 FLOWS = "flows.cap"
-_CODE = ("CODE", "CODE")
-_SIGN = ("SIGN", "SIGN")
-_YOUR_CODE = ("Votre code", "Your code")
-_CARD_MENU = ("Carte CAP", "CAP card")
-_PCSC_MENU = ("Lecteur PC/SC", "PC/SC reader")
+_CODE = "CODE"
+_SIGN = "SIGN"
+_YOUR_CODE = "Votre code"
+_CARD_MENU = "Carte CAP"
+_PCSC_MENU = "Lecteur PC/SC"
 
 _app = None
 

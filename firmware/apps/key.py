@@ -32,9 +32,9 @@ CMD_UNBLOCK_PIN = const(0x48)
 NOTICE_MS = 3000  # how long an error notice of a link request stays before the reply leaves
 
 FLOWS = "flows.key"
-MENU_PIN = ("Changer PIN", "Change PIN")  # menu labels fit one row after "N "
-MENU_PUK = ("Débloquer PIN", "Unblock PIN")
-MENU_CERTS = ("Certificats", "Certificates")
+MENU_PIN = "Changer PIN"  # menu labels fit one row after "N "
+MENU_PUK = "Débloquer PIN"
+MENU_CERTS = "Certificats"
 
 _app = None
 

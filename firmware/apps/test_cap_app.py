@@ -229,7 +229,7 @@ async def test_wipe_needs_the_keypad_and_apdu_needs_pcsc_mode():
     e = await _error(_call(ctx, app_cap.CMD_APDU, select))
     if e.code != ERR_DENIED:
         raise AssertionError("APDU without PC/SC mode")
-    b.press("#4")  # MENU, 4 = Lecteur PC/SC (after Infos, Langue, Carte CAP)
+    b.press("#3")  # MENU, 3 = Lecteur PC/SC (after Infos, Carte CAP)
     await until(lambda: "PC/SC" in text(ctx.ui))
     b.press("D")
     await until(lambda: app.pcsc_on())
@@ -263,7 +263,7 @@ async def test_pcsc_mode_keeps_the_card_and_its_timer_gives_it_back():
     b = ctx.board
     app_cap.PCSC_IDLE_MS = 200
     try:
-        b.press("#4")
+        b.press("#3")
         await until(lambda: "PC/SC" in text(ctx.ui))
         b.press("D")
         await until(lambda: app.pcsc_on())

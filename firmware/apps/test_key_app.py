@@ -337,7 +337,7 @@ async def test_failure_counts_are_shared_by_overlapping_uses():
         b = ctx.board
         await _typ(b, "#")
         await until(lambda: "Débloquer" in text(ctx.ui))
-        await _typ(b, "4")
+        await _typ(b, "3")
         await until(lambda: "PUK" in text(ctx.ui))
         await _typ(b, puk + "D")
         await until(lambda: "Nouveau" in text(ctx.ui))

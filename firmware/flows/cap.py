@@ -45,28 +45,27 @@ STATE_FACTORY = const(0)
 STATE_PERSONALISED = const(1)
 STATE_ERROR = const(2)  # the card records cannot be read: only WIPE helps
 
-_SIGN = ("SIGN", "SIGN")
-_RESPOND = ("Réponse", "Respond")
-_SIGNATURE = ("Signature", "Sign")
-_TDS = ("Signer données", "Sign data")
-_IDENTIFY = ("Identification", "Identification")
-_CHALLENGE = ("Code défi", "Challenge")
-_AMOUNT = ("Montant", "Amount")
-_FIELD = ("Donnée", "Field")
-_FIELD_HINT = ("OK sans chiffre : fin", "OK when empty: done")
-_YOUR_CODE = ("Votre code", "Your code")
-_NO_CARD = ("Carte non personnalisée", "Card not personalised")
-_CARD_ERROR = ("Erreur carte", "Card error")
-_CARD_REFUSED = ("Carte refusée", "Card refused")
-_CALL_BANK = ("Contactez votre banque", "Contact your bank")
-_PCSC_MENU = ("Lecteur PC/SC", "PC/SC reader")
-_PCSC_ON = ("Mode lecteur PC/SC activé", "PC/SC reader mode on")
-_PCSC_OFF = ("Mode lecteur PC/SC désactivé", "PC/SC reader mode off")
-_PCSC_ASK = ("Activer le lecteur PC/SC ? L'ordinateur pourra parler à la carte",
-             "Enable the PC/SC reader? The computer can talk to the card")
-_ERASE_ASK = ("Effacer la carte ?", "Erase the card?")
-_CONNECTED = ("Demande de l'ordinateur", "Request from computer")
-_TRIES = ("Essais restants", "Tries left")
+_SIGN = "SIGN"
+_RESPOND = "Réponse"
+_SIGNATURE = "Signature"
+_TDS = "Signer données"
+_IDENTIFY = "Identification"
+_CHALLENGE = "Code défi"
+_AMOUNT = "Montant"
+_FIELD = "Donnée"
+_FIELD_HINT = "OK sans chiffre : fin"
+_YOUR_CODE = "Votre code"
+_NO_CARD = "Carte non personnalisée"
+_CARD_ERROR = "Erreur carte"
+_CARD_REFUSED = "Carte refusée"
+_CALL_BANK = "Contactez votre banque"
+_PCSC_MENU = "Lecteur PC/SC"
+_PCSC_ON = "Mode lecteur PC/SC activé"
+_PCSC_OFF = "Mode lecteur PC/SC désactivé"
+_PCSC_ASK = "Activer le lecteur PC/SC ? L'ordinateur pourra parler à la carte"
+_ERASE_ASK = "Effacer la carte ?"
+_CONNECTED = "Demande de l'ordinateur"
+_TRIES = "Essais restants"
 
 
 def mask_pan(pan):
@@ -147,7 +146,7 @@ async def _transaction(app, ui, c, mode, pin, challenge, amount, fields, req):
         c.power_on()
         code = rd.CapReader(c.process).code(mode, pin, challenge, amount, fields)
     except rd.WrongPin as e:
-        await _say(ui, (i18n.PIN_WRONG, ui.t(_TRIES) + " : %d" % e.tries_left), req)
+        await _say(ui, (i18n.PIN_WRONG, _TRIES + " : %d" % e.tries_left), req)
         if req is not None:
             raise LinkError(ERR_PIN_INVALID, bytes((e.tries_left,)))
         return None
@@ -197,7 +196,7 @@ async def sign_flow(app, ui):
     if i == 2:
         fields = []
         while len(fields) < _MAX_TDS_FIELDS:
-            title = ui.t(_FIELD) + " %d" % (len(fields) + 1)
+            title = _FIELD + " %d" % (len(fields) + 1)
             f = await ui.digits(title, 0 if fields else 1, _MAX_FIELD_DIGITS,
                                 prompt_lines=(_FIELD_HINT,) if fields else ())
             if f is None:
@@ -217,7 +216,7 @@ def card_lines(app, ui):
     lines = (
         emv_card.PROFILE_NAMES[c.profile_id],
         mask_pan(c.pan),
-        ui.t(_TRIES) + " : %d/%d" % (c.tries, c.try_limit),
+        _TRIES + " : %d/%d" % (c.tries, c.try_limit),
         "ATC : %d" % c.atc,
     )
     return lines, None
@@ -406,10 +405,10 @@ def _describe(ui, mode, challenge, amount, currency, fields):
     if mode == MODE_IDENTIFY:
         return [_IDENTIFY]
     if mode == MODE_RESPOND:
-        return [_RESPOND, ui.t(_CHALLENGE) + " :", _group(challenge)]
+        return [_RESPOND, _CHALLENGE + " :", _group(challenge)]
     if mode == MODE_SIGN:
-        return [_SIGNATURE, ui.t(_AMOUNT) + " :", format_amount(int(amount)) + " " + (currency or ""),
-                ui.t(_CHALLENGE) + " :", _group(challenge)]
+        return [_SIGNATURE, _AMOUNT + " :", format_amount(int(amount)) + " " + (currency or ""),
+                _CHALLENGE + " :", _group(challenge)]
     lines = [_TDS]
     for i, f in enumerate(fields):
         lines.append("%d: %s" % (i + 1, f))

@@ -41,37 +41,35 @@ BLOCKED_PIN = const(1)
 BLOCKED_POWER = const(2)
 BLOCKED_WIPED = const(3)
 
-_CONNECTED = ("Demande de l'ordinateur", "Request from computer")
-_SIGN_TITLE = ("Signature", "Signature")
-_SELECT = ("Sélectionnez votre certificat", "Select your certificate")
-_NEW_KEY = ("Nouvelle clé", "New key")
-_SLOT = ("Emplacement", "Slot")
-_DELETE_ASK = ("Supprimer la clé ?", "Delete the key?")
-_CHOOSE_PIN = ("Choisissez votre code PIN", "Choose your PIN")
-_CONFIRM_PIN = ("Confirmez le code PIN", "Confirm the PIN")
-_NEW_PIN = ("Nouveau code PIN", "New PIN")
-_OLD_PIN = ("Code PIN actuel", "Current PIN")
-_PIN_RULE = ("6 à 8 chiffres", "6 to 8 digits")
-_MISMATCH = ("Les codes ne correspondent pas", "The codes do not match")
-_CHOOSE_PUK = ("Choisissez votre code PUK", "Choose your PUK")
-_CONFIRM_PUK = ("Confirmez le code PUK", "Confirm the PUK")
-_PUK_RULE = ("8 chiffres, à noter : il débloque le code PIN", "8 digits, write it down: it unblocks the PIN")
-_PUK_IS_PIN = ("Le PUK doit différer du code PIN", "The PUK must differ from the PIN")
-_PUK = ("Code PUK", "PUK")
-_PUK_WRONG = ("Code PUK incorrect", "Wrong PUK")
-_PIN_CHANGED = ("Code PIN modifié", "PIN changed")
-_PIN_UNBLOCKED = ("Code PIN débloqué", "PIN unblocked")
-_USE_PUK = ("Débloquez-le avec le PUK (MENU)", "Unblock it with the PUK (MENU)")
-_LOCKED = ("Code verrouillé : débranchez et rebranchez la clé",
-           "Code locked: unplug and plug the key back in")
-_WIPED = ("PUK bloqué : toutes les clés et certificats ont été effacés",
-          "PUK blocked: every key and certificate has been erased")
-_NO_CERT = ("Aucun certificat", "No certificate")
-_NO_PIN = ("Aucun code PIN : créez d'abord une clé", "No PIN yet: create a key first")
-_SIGNED = ("Signature effectuée", "Signed")
-_DONE = ("Terminé", "Done")
-_EMPTY = ("vide", "empty")
-_KEY_ONLY = ("clé sans certificat", "key, no certificate")
+_CONNECTED = "Demande de l'ordinateur"
+_SIGN_TITLE = "Signature"
+_SELECT = "Sélectionnez votre certificat"
+_NEW_KEY = "Nouvelle clé"
+_SLOT = "Emplacement"
+_DELETE_ASK = "Supprimer la clé ?"
+_CHOOSE_PIN = "Choisissez votre code PIN"
+_CONFIRM_PIN = "Confirmez le code PIN"
+_NEW_PIN = "Nouveau code PIN"
+_OLD_PIN = "Code PIN actuel"
+_PIN_RULE = "6 à 8 chiffres"
+_MISMATCH = "Les codes ne correspondent pas"
+_CHOOSE_PUK = "Choisissez votre code PUK"
+_CONFIRM_PUK = "Confirmez le code PUK"
+_PUK_RULE = "8 chiffres, à noter : il débloque le code PIN"
+_PUK_IS_PIN = "Le PUK doit différer du code PIN"
+_PUK = "Code PUK"
+_PUK_WRONG = "Code PUK incorrect"
+_PIN_CHANGED = "Code PIN modifié"
+_PIN_UNBLOCKED = "Code PIN débloqué"
+_USE_PUK = "Débloquez-le avec le PUK (MENU)"
+_LOCKED = "Code verrouillé : débranchez et rebranchez la clé"
+_WIPED = "PUK bloqué : toutes les clés et certificats ont été effacés"
+_NO_CERT = "Aucun certificat"
+_NO_PIN = "Aucun code PIN : créez d'abord une clé"
+_SIGNED = "Signature effectuée"
+_DONE = "Terminé"
+_EMPTY = "vide"
+_KEY_ONLY = "clé sans certificat"
 
 
 class _Fail(Exception):
@@ -153,7 +151,7 @@ class KeyFlows:
         if sw & 0xFFF0 == 0x63C0:
             n = sw & 0x0F
             head = _PUK_WRONG if puk else i18n.PIN_WRONG
-            await ui.message((head, ui.t(i18n.TRIES_LEFT) + " : %d" % n), timeout_ms=t)
+            await ui.message((head, i18n.TRIES_LEFT + " : %d" % n), timeout_ms=t)
             raise _Fail(ERR_PIN_INVALID, bytes((n,)))
         if sw == sg.SW_BLOCKED:
             if puk:
@@ -276,7 +274,7 @@ class KeyFlows:
 
     async def generate(self, ui, req, slot):
         if self._status()[0] == sg.FACTORY:
-            await self._confirm(ui, req, (_NEW_KEY, ui.t(_SLOT) + " %d" % (slot + 1)), _CONNECTED)
+            await self._confirm(ui, req, (_NEW_KEY, _SLOT + " %d" % (slot + 1)), _CONNECTED)
             pin = await self._setup(ui, req)
             try:
                 return await self._run(ui, req, sg.INS_GENERATE, slot, pin)
@@ -285,7 +283,7 @@ class KeyFlows:
         blocked = self._check_pin_usable()
         if blocked:
             await self._pin_failure(ui, blocked, req)
-        await self._confirm(ui, req, (_NEW_KEY, ui.t(_SLOT) + " %d" % (slot + 1)), _CONNECTED)
+        await self._confirm(ui, req, (_NEW_KEY, _SLOT + " %d" % (slot + 1)), _CONNECTED)
         return await self._with_pin(ui, req, sg.INS_GENERATE, slot)
 
     async def sign(self, ui, req, slot, p):
@@ -383,10 +381,10 @@ class KeyFlows:
             if subject:
                 lines.append(self._label(i, subject))
             else:
-                lines.append("%d %s" % (i + 1, ui.t(_KEY_ONLY if has_key else _EMPTY)))
+                lines.append("%d %s" % (i + 1, _KEY_ONLY if has_key else _EMPTY))
         st = self._status()
         if st[0] == sg.ACTIVE:
-            lines.append(ui.t(i18n.TRIES_LEFT) + " PIN : %d" % st[2])
+            lines.append(i18n.TRIES_LEFT + " PIN : %d" % st[2])
         return lines
 
     # -- link commands: checks made at once, then the dialogue with the screen taken ------------

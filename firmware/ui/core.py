@@ -19,8 +19,6 @@ from .keyqueue import KeyQueue
 from .screen import COLS, LEFT, ROWS, Screen, wrap
 from .shell import Shell
 
-_LANG_RECORD = "ui.lang"
-
 
 class _Foreground:
     # `async with ui.foreground():` -> the Ui. Reentrant for the task that owns the screen.
@@ -45,7 +43,6 @@ class Ui(Shell, Inputs):
         self.board = board
         self.store = store
         self.version = version
-        self.lang = i18n.FR
         self.scr = Screen(board.display)
         self.cancelled = False  # the last input primitive ended with ANNULER
         self.last_error = None  # the last exception a flow raised (the screen said "Erreur")
@@ -62,37 +59,6 @@ class Ui(Shell, Inputs):
         self._menu_items = []  # (label, flow)
         self._notice = None
         self._preemptible = False  # the MENU gives way to a foreground task at once
-        self._load_language()
-
-    # --- language ------------------------------------------------------------------------
-
-    def t(self, label):
-        """The text of a label in the current language: (fr, en) tuples, or a plain str."""
-        if isinstance(label, tuple):
-            return label[self.lang] if self.lang < len(label) else label[0]
-        return label
-
-    def set_language(self, lang):
-        """0 = French, 1 = English; saved in the store (record "ui.lang") when there is one."""
-        if lang not in (i18n.FR, i18n.EN):
-            raise ValueError("lang")
-        self.lang = lang
-        if self.store is not None:
-            try:
-                self.store.save(_LANG_RECORD, i18n.LANGS[lang].encode())
-            except Exception as e:  # a full or broken store must not break the UI
-                self.last_error = e
-
-    def _load_language(self):
-        if self.store is None:
-            return
-        try:
-            v = self.store.load(_LANG_RECORD)
-        except Exception as e:
-            self.last_error = e
-            return
-        if v is not None and bytes(v) == b"en":
-            self.lang = i18n.EN
 
     # --- apps ----------------------------------------------------------------------------
 
@@ -103,13 +69,13 @@ class Ui(Shell, Inputs):
         self._functions[key] = (label, flow)
 
     def add_menu_item(self, label, flow):
-        """Add an entry to the MENU (#) list after "Infos appareil" and "Langue / Language"."""
+        """Add an entry to the MENU (#) list after "Infos appareil"."""
         self._menu_items.append((label, flow))
 
     # --- screen --------------------------------------------------------------------------
 
     def show(self, lines, title=None):
-        """Title (inverted, up to 2 rows) then `lines` (str or (fr, en) labels) wrapped at
+        """Title (inverted, up to 2 rows) then `lines` (str) wrapped at
         spaces to 16 columns; what does not fit is cut."""
         self._check_owner()
         self._paint(self._layout(lines), title)
@@ -125,7 +91,7 @@ class Ui(Shell, Inputs):
             lines = (lines,)
         rows = []
         for line in lines:
-            wrap(self.t(line), COLS, rows)
+            wrap(line, COLS, rows)
         return rows
 
     def _paint(self, rows, title=None, top=0, align=LEFT, inv_a=-1, inv_b=-1):
@@ -135,7 +101,7 @@ class Ui(Shell, Inputs):
         scr.clear()
         r = 0
         if title is not None:
-            for text in wrap(self.t(title), COLS, [])[:2]:
+            for text in wrap(title, COLS, [])[:2]:
                 scr.row(r, text, True)
                 r += 1
         avail = ROWS - r

@@ -46,7 +46,7 @@ class Inputs:
         limit = self._limit(timeout_ms)
         scr = self.scr
         row = self._head(title, prompt_lines)
-        scr.row(ROWS - 1, self.t(i18n.HINT_DIGITS))
+        scr.row(ROWS - 1, i18n.HINT_DIGITS)
         buf = bytearray(max_len)
         n = 0
         try:
@@ -97,7 +97,7 @@ class Inputs:
         top = 10 ** (max_digits - 1)  # a digit is refused once value >= top
         scr = self.scr
         row = self._head(title, prompt_lines)
-        scr.row(ROWS - 1, self.t(i18n.HINT_DIGITS))
+        scr.row(ROWS - 1, i18n.HINT_DIGITS)
         value = 0
         while True:
             text = format_amount(value)
@@ -138,7 +138,7 @@ class Inputs:
         for i in range(n):
             first = len(rows)
             starts.append(first)
-            wrap(self.t(items[i]), COLS - 2, rows)
+            wrap(items[i], COLS - 2, rows)
             for j in range(first, len(rows)):
                 lead = "  "
                 if j == first and i < 9:

@@ -1,6 +1,6 @@
 metadata(
     version="0.1.0",
-    description="capkey UI: French/English screens and keypad flows on a 128x64 framebuffer.",
+    description="capkey UI: French screens and keypad flows on a 128x64 framebuffer.",
 )
 
 package(

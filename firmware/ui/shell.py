@@ -60,7 +60,7 @@ class Shell:
         for k in sorted(self._functions):
             if hints:
                 hints += " "
-            hints += k + ":" + self.t(self._functions[k][0])
+            hints += k + ":" + self._functions[k][0]
         self._paint(self._layout(("", i18n.CHOOSE, "", hints, i18n.MENU_KEY)), None, 0, CENTER)
         self._activity = ticks_ms()
 
@@ -101,12 +101,12 @@ class Shell:
             self._notice = i18n.CANCELLED
 
     async def _menu(self, ui):
-        # Browsing the menu, its device info and its language list gives way to a foreground
+        # Browsing the menu and its device info gives way to a foreground
         # task (the screen is left at once); an app's menu entry is a flow and runs to its end.
         self._preemptible = True
         try:
             while True:
-                items = [i18n.INFO, i18n.LANGUAGE]
+                items = [i18n.INFO]
                 for item in self._menu_items:
                     items.append(item[0])
                 i = await self.choose(i18n.MENU, items)
@@ -115,11 +115,9 @@ class Shell:
                     return
                 if i == 0:
                     await self._info()
-                elif i == 1:
-                    await self._language()
                 else:
                     self._preemptible = False
-                    await self._menu_items[i - 2][1](self)
+                    await self._menu_items[i - 1][1](self)
                     return
                 self.cancelled = False
                 if self._fg_waiting:
@@ -131,16 +129,12 @@ class Shell:
         b = self.board
         gc.collect()
         lines = (
-            self.t(i18n.MODEL) + " " + b.name,
-            self.t(i18n.SERIAL),
+            i18n.MODEL + " " + b.name,
+            i18n.SERIAL,
             str(b.serial),
-            self.t(i18n.VERSION) + " " + self.version,
-            self.t(i18n.HEAP_FREE),
+            i18n.VERSION + " " + self.version,
+            i18n.HEAP_FREE,
             "%d / %d" % (gc.mem_free(), b.heap_total),
         )
         await self.message(lines, title=i18n.INFO)
 
-    async def _language(self):
-        i = await self.choose(i18n.LANGUAGE, i18n.LANG_NAMES, selected=self.lang)
-        if i is not None:
-            self.set_language(i)

@@ -1,10 +1,10 @@
 import asyncio
 
 from ui.core import Ui
-from ui.test_fakeboard import FakeBoard, FakeStore, settle, text, until
+from ui.test_fakeboard import FakeBoard, settle, text, until
 
-CODE = ("CODE", "CODE")
-SIGN = ("SIGN", "SIGN")
+CODE = "CODE"
+SIGN = "SIGN"
 
 
 def _ui(store=None):
@@ -48,7 +48,7 @@ async def test_menu_in_and_out():
     await settle()
     lines = ui.snapshot()[1]
     assert lines[0] == "Menu"
-    assert lines[1:4] == ["1 Infos appareil", "2 Langue /", "  Language"]
+    assert lines[1] == "1 Infos appareil" and "Langue" not in " ".join(lines)  # French only
     b.press("*")  # back: no "Opération annulée" for leaving the menu
     await settle()
     assert "Choisir la fonction" in text(ui)
@@ -73,41 +73,17 @@ async def test_menu_app_item_and_unbound_key():
     async def pair(ui):
         ran.append(await ui.confirm(["Appairer ?"]))
 
-    ui.add_menu_item(("Appairage", "Pairing"), pair)
+    ui.add_menu_item("Appairage", pair)
     task = await _start(ui)
     b.press("C")  # no function on C: a beep, nothing else
     await settle()
     assert b.beeps == 1 and "Choisir la fonction" in text(ui)
     b.press("#")
     await settle()
-    assert "3 Appairage" in ui.snapshot()[1]
-    b.press("3D")
+    assert "2 Appairage" in ui.snapshot()[1]
+    b.press("2D")
     await settle()
     assert ran == [True] and "Choisir la fonction" in text(ui)
-    await _stop(task)
-
-
-async def test_language_switch_is_saved():
-    store = FakeStore()
-    b, ui = _ui(store)
-    task = await _start(ui)
-    b.press("#2")
-    await settle()
-    assert ui.snapshot()[1][:4] == ["Langue /", "Language", "1 Français", "2 English"]
-    b.press("2")
-    await settle()
-    assert ui.snapshot()[1][0] == "Menu" and "1 Device info" in ui.snapshot()[1]
-    b.press("*")
-    await settle()
-    assert "Choose a function" in text(ui)
-    assert store.records["ui.lang"] == b"en"
-    await _stop(task)
-    b2, ui2 = _ui(store)  # after a restart
-    assert ui2.lang == 1
-    b2.press("#2BD*")  # the cursor starts on English; B moves it (around) to Français
-    task = await _start(ui2)
-    await settle()
-    assert "Choisir la fonction" in text(ui2) and store.records["ui.lang"] == b"fr"
     await _stop(task)
 
 
@@ -287,7 +263,7 @@ async def test_reset_drops_typed_ahead_keys():
     b.press("12")
     await settle()
     assert len(ui._inbox) == 2
-    ui._notice = ("x", "x")
+    ui._notice = "x"
     ui.reset()
     assert len(ui._inbox) == 0 and not any(ui._inbox._buf) and ui._notice is None
     ui.close()
@@ -300,7 +276,7 @@ async def test_foreground_interrupts_the_menu_but_not_an_app_menu_flow():
     async def pair(ui):
         done.append(await ui.confirm(["Appairer ?"]))
 
-    ui.add_menu_item(("Appairage", "Pairing"), pair)
+    ui.add_menu_item("Appairage", pair)
     task = await _start(ui)
 
     async def handler():
@@ -316,7 +292,7 @@ async def test_foreground_interrupts_the_menu_but_not_an_app_menu_flow():
     assert await asyncio.wait_for_ms(h, 500) == ["Lien"]
     await settle()
     assert "Choisir la fonction" in text(ui)  # home, not back into the menu
-    b.press("#3")  # MENU > Appairage: an app flow, not interrupted
+    b.press("#2")  # MENU > Appairage: an app flow, not interrupted
     await settle()
     h = asyncio.create_task(handler())
     await settle()

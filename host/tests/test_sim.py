@@ -12,6 +12,8 @@ import time
 import pytest
 from capkey_dev.sim import PROFILES, REBOOT_EXIT, Simulator, SimulatorError, running_simulators
 
+from capkey.emv.issuer import TEST_IMK_LABEL, SoftwareIssuerBackend, personalisation_data
+from capkey.emv.profiles import VISA_DPA_CVN10
 from capkey.link.device import Device, scan_devices, sims_dir
 from capkey.link.errors import LinkError
 from capkey.link.transport import Transport
@@ -132,16 +134,14 @@ def test_reboot_restarts_the_process(sims, tmp_path):
 
 
 def test_crash_injection_kills_at_the_write_point(sims, tmp_path):
-    s = sims(tmp_path / "flash", crash_at=1, crash_tag="ui.lang:").start()
-    with _device(s.url) as dev:
-        dev.press("#")
-        dev.press("2")
-        time.sleep(0.2)
-        with pytest.raises(LinkError):
-            dev.press("2")  # choose English: the save hits write point 1 and the plug goes
-            dev.ping()
+    s = sims(tmp_path / "flash", crash_at=1, crash_tag="cap_state:").start()
+    backend = SoftwareIssuerBackend.for_tests()
+    data = personalisation_data(backend, profile=VISA_DPA_CVN10, imk_label=TEST_IMK_LABEL,
+                                pan="4974000012345678", psn=1, pin="1234", pin_try_limit=3)
+    with _device(s.url) as dev, pytest.raises(LinkError):
+        dev.call(0x21, bytes(data))  # PERSONALISE: its first save hits write point 1, the plug goes
     assert s.wait_exit(10) == -9
-    assert "plug pulled at write point ui.lang:begin" in s.console
+    assert "plug pulled at write point cap_state:begin" in s.console
     assert s.exited and not s.registry_file.exists()
     s.crash_at = None
     s.start()
