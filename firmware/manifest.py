@@ -7,6 +7,7 @@ include("crypto/manifest.py")
 include("applets/manifest.py")
 include("reader/manifest.py")
 include("flows/manifest.py")
+include("commands/manifest.py")
 module("ondemand.py", opt=3)
 module("catalog.py", opt=3)  # generated from the host catalogues (make catalog)
 module("purposes.py", opt=3)  # generated too: the operations' titles

@@ -22,7 +22,11 @@
 # every native (viper) code block it loads on a list that is never shrunk, so loading such a
 # module again at each use would leak about 100 bytes a time; it stays after its first use.
 #
-# Memory: a load that raises MemoryError drops what it had added. If an open use was made with
+# Memory: the first load of a set of names notes the heap it took (the apps load theirs once at
+# boot); a later load of them while other uses are open and gc.mem_free() is below that fails at
+# once, before importing anything: a failed import costs time and leaves its half-built code in
+# the heap (a one-time 5 KB that stayed, in a CAP flow overlapped by a key command). A load that
+# raises MemoryError drops what it had added. If an open use was made with
 # evict=fn (a long-lived hold whose owner can rebuild what it drops: the CAP card of the PC/SC
 # mode), fn() is called to end it and the load is tried again at once. Otherwise `async with`
 # waits for another use to end and tries again (at most wait_ms in all), unless this task
@@ -43,6 +47,7 @@ WAIT_MS = const(30000)  # longest wait for another use to give memory back
 _refs = {}  # module name -> number of open uses that keep it (only modules loaded here)
 _open = []  # open uses, in the order they were entered
 _closure = {}  # name given to use() -> the modules kept by the use that loaded it
+_need = {}  # names given to use() -> the heap their first load took (bytes)
 _event = None  # asyncio.Event set whenever a use ends (created on the first wait)
 peak = 0  # highest gc.mem_alloc() noted
 loads = 0  # modules imported by uses since power-up (benchmarks, tests)
@@ -72,6 +77,13 @@ def stats(reset=False):
 def held():
     """Names of the modules loaded by open uses (sorted)."""
     return sorted(_refs)
+
+
+def _all_loaded(names):
+    for name in names:
+        if name not in sys.modules:
+            return False
+    return True
 
 
 def _current_task():
@@ -118,6 +130,12 @@ class Use:
         if self._keep is not None:
             raise RuntimeError("use already open")
         gc.collect()  # an import needs contiguous blocks: give it the best chance
+        need = _need.get(self.names, 0)
+        if _open and gc.mem_free() < need and not _all_loaded(self.names):
+            # known not to fit next to what the open uses hold: fail before importing (a failed
+            # import costs time and leaves its half-built code in the heap for a while)
+            raise MemoryError("ondemand: heap short")
+        before = gc.mem_alloc()
         old = dict.fromkeys(sys.modules)
         try:
             mods = []
@@ -156,6 +174,9 @@ class Use:
         self.task = _current_task()
         _open.append(self)
         note()
+        if keep and not need:  # the first load of these names: what it took, live objects only
+            gc.collect()
+            _need[self.names] = gc.mem_alloc() - before
         return mods[0] if len(mods) == 1 else tuple(mods)
 
     def release(self):

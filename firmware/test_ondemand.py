@@ -1,6 +1,7 @@
 # ondemand.py: reference counts across nested and overlapping uses, modules really leaving
 # sys.modules and their package, the heap given back (gc.mem_free), cleanup after a failed or
-# out-of-memory import, and the wait for memory another use holds.
+# out-of-memory import, a load known not to fit refused before importing, and the wait for memory
+# another use holds.
 import asyncio
 import gc
 import os
@@ -9,8 +10,9 @@ import sys
 import ondemand
 
 # A throwaway package written to /tmp: pkg.big holds a large table (heap we can see come back),
-# pkg.user imports pkg.shared, pkg.bad raises while importing, pkg.huge cannot fit in the heap.
-_BIG = "T = bytes(range(256)) * 48\nL = [bytearray(64) for _ in range(64)]\ndef f():\n    return len(T)\n"
+# pkg.user imports pkg.shared (pkg.big counts its imports in pkg.started), pkg.bad raises while
+# importing, pkg.huge cannot fit in the heap.
+_BIG = "import pkg\npkg.started = getattr(pkg, 'started', 0) + 1\nT = bytes(range(256)) * 48\nL = [bytearray(64) for _ in range(64)]\ndef f():\n    return len(T)\n"
 _FILES = {
     "__init__.py": "",
     "big.py": _BIG,
@@ -187,6 +189,42 @@ async def test_a_use_waits_for_memory_another_use_holds():
             pass
     if ondemand.held():
         raise AssertionError(ondemand.held())
+
+
+def test_a_load_known_not_to_fit_fails_before_importing():
+    _setup()
+    with ondemand.use("pkg.big"):  # the first load notes what it takes
+        pass
+    need = ondemand._need[("pkg.big",)]
+    if need < 12000:
+        raise AssertionError("noted %d bytes for a 16 KB module" % need)
+    other = ondemand.use("pkg.user")
+    other.__enter__()
+    ballast = []  # the heap left: about half of what pkg.big takes
+    while _free() > need // 2 + 512:
+        ballast.append(bytearray(512))
+    loads, started = ondemand.loads, sys.modules["pkg"].started
+    try:
+        with ondemand.use("pkg.big"):
+            raise AssertionError("loaded")
+    except MemoryError:
+        pass
+    if sys.modules["pkg"].started != started:
+        raise AssertionError("the import was tried")
+    if ondemand.loads != loads or _loaded("pkg.big") or ondemand.held() != ["pkg.shared", "pkg.user"]:
+        raise AssertionError("it tried to import: %r" % ondemand.held())
+    del ballast
+    other.release()
+    with ondemand.use("pkg.big") as big:  # room again: it loads
+        if big.f() != 256 * 48:
+            raise AssertionError("not loaded")
+        ballast = []
+        while _free() > need // 2 + 512:
+            ballast.append(bytearray(512))
+        with ondemand.use("pkg.big") as again:  # loaded already: it costs nothing
+            if again is not big:
+                raise AssertionError("not the loaded module")
+        del ballast
 
 
 def test_stats_and_peak():

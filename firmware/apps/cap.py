@@ -1,7 +1,8 @@
 # The CAP reader function of capkey, resident part: home keys, MENU entries, link handlers 0x20-0x3F
-# and the state that must live between uses. The dialogues and command bodies are in flows/cap.py,
-# loaded with the soft card, the reader and DES only while a flow or a command runs
-# (firmware/ondemand.py), then dropped so the other app's flows have the heap.
+# and the state that must live between uses. The keypad dialogues are in flows/cap.py and the
+# command bodies in commands/cap.py, loaded with the soft card, the reader and DES only while a
+# flow or a command runs (firmware/ondemand.py), then dropped so the other app's flows have the
+# heap.
 #
 # Home keys: A CODE (Identify), B SIGN (Réponse / Signature / Signer des données).
 # MENU: "Carte CAP" (profile, masked PAN, tries left, ATC), "Lecteur PC/SC" (lets the host send
@@ -11,7 +12,8 @@
 # Link commands (docs/protocol.md, "CAP commands"):
 #   0x20 CARD_STATUS  0x21 PERSONALISE  0x22 WIPE  0x23 GET_CODE  0x24 APDU  0x25 CARD_RESET
 # A command that does not need the person runs at once; WIPE and GET_CODE take the screen
-# (ui.foreground) first and load the flows after, so waiting for the screen holds no module.
+# (ui.foreground) first and load the command bodies after, so waiting for the screen holds no
+# module.
 import asyncio
 from time import ticks_diff, ticks_ms
 
@@ -33,6 +35,7 @@ CODE_SHOW_MS = 60000  # the code stays on screen until OK or this long
 PCSC_IDLE_MS = 600000  # PC/SC mode switches itself off after this long without an APDU
 
 FLOWS = "flows.cap"
+COMMANDS = "commands.cap"
 _CODE = "CODE"
 _SIGN = "SIGN"
 _YOUR_CODE = "Votre code"
@@ -49,7 +52,7 @@ class CapApp:
         self.card = None  # the soft card, held in RAM while the PC/SC mode is on
         self.pcsc_until = None  # ticks_ms of the last PC/SC activity while the mode is on
         self.last_code_ms = -1  # PIN accepted -> code on screen, for the benchmark
-        self._hold = None  # the ondemand use that keeps flows.cap loaded in PC/SC mode
+        self._hold = None  # the ondemand use that keeps the card's modules loaded in PC/SC mode
         self._timer = None
 
     # -- PC/SC mode: the switch and its timer -----------------------------------------------
@@ -62,18 +65,20 @@ class CapApp:
             return False
         return True
 
-    def pcsc_start(self, card):
-        """Called by flows.cap while it is loaded: the mode goes on, with the card kept."""
+    def pcsc_start(self, card, module):
+        """Called by `module` (flows.cap) while it is loaded: the mode goes on, with the card
+        kept."""
         self.pcsc_stop()
-        self.pcsc_keep(card)
+        self.pcsc_keep(card, module)
         self.pcsc_until = ticks_ms()
         self._timer = asyncio.create_task(self._expire())
 
-    def pcsc_keep(self, card):
-        """Called by flows.cap while it is loaded: keeps it and `card` in RAM until the mode
-        goes off, or until another use needs the memory (_pcsc_evict)."""
+    def pcsc_keep(self, card, module):
+        """Called by `module` (flows.cap or commands.cap) while it is loaded: keeps it, what came
+        with it and `card` in RAM until the mode goes off, or until another use needs the memory
+        (_pcsc_evict)."""
         if self._hold is None:
-            hold = ondemand.use(FLOWS, evict=self._pcsc_evict)
+            hold = ondemand.use(module, evict=self._pcsc_evict)
             hold.__enter__()  # already loaded: nothing to import, never waits
             hold.task = None  # a hold nobody waits on
             self._hold = hold
@@ -140,8 +145,8 @@ class CapApp:
     async def _now(self, name, req):
         # a command that does not need the person: load, run, drop
         try:
-            async with ondemand.use(FLOWS) as f:
-                return getattr(f, name)(self, req)
+            async with ondemand.use(COMMANDS) as c:
+                return getattr(c, name)(self, req)
         except MemoryError:
             raise LinkError(ERR_BUSY)
 
@@ -162,8 +167,8 @@ class CapApp:
         ui = self.ui
         async with ui.foreground():
             try:
-                async with ondemand.use(FLOWS) as f:
-                    return await f.wipe(self, ui, req)
+                async with ondemand.use(COMMANDS) as c:
+                    return await c.wipe(self, ui, req)
             except MemoryError:
                 raise LinkError(ERR_BUSY)
 
@@ -172,8 +177,8 @@ class CapApp:
         ui = self.ui
         async with ui.foreground():
             try:
-                async with ondemand.use(FLOWS) as f:
-                    text = await f.get_code(self, ui, req, args)
+                async with ondemand.use(COMMANDS) as c:
+                    text = await c.get_code(self, ui, req, args)
             except MemoryError:
                 raise LinkError(ERR_BUSY)
             # the reply leaves now; the code stays on screen until OK or CODE_SHOW_MS
@@ -189,11 +194,12 @@ def install(ctx):
     global _app
     app = CapApp(ctx)
     _app = app
-    # Loaded once and dropped at boot: the names these modules intern (qstrs, never freed) find
-    # room now, at the bottom of a young heap, instead of in the middle of a fragmented one at
-    # the first CODE.
-    with ondemand.use(FLOWS):
-        pass
+    # Each loaded once and dropped at boot: the names these modules intern (qstrs, never freed)
+    # find room now, at the bottom of a young heap, instead of in the middle of a fragmented one
+    # at the first CODE; and ondemand learns what a load of each takes.
+    for name in (COMMANDS, FLOWS):
+        with ondemand.use(name):
+            pass
     ui = ctx.ui
     ui.add_function("A", _CODE, app.code_flow)
     ui.add_function("B", _SIGN, app.sign_flow)

@@ -1,9 +1,9 @@
 # The certificate key of capkey, resident part: MENU entries, link handlers 0x40-0x48 and the state
-# that must live between uses. The dialogues and command bodies are in flows/key.py, loaded with
-# the signing applet, the payload rendering and the crypto (P-256, AES, HMAC, sealed blobs) only
-# while a flow or a command runs (firmware/ondemand.py), then dropped so the other app's flows
-# have the heap. Protocol: docs/protocol.md, "Certificate key commands"; payloads and what the
-# screen shows: docs/payloads.md.
+# that must live between uses. The MENU dialogues are in flows/key.py and the command bodies in
+# commands/key.py, loaded with the signing applet, the payload rendering and the crypto
+# (P-256, AES, HMAC, sealed blobs) only while a flow or a command runs (firmware/ondemand.py), then
+# dropped so the other app's flows have the heap. Protocol: docs/protocol.md, "Certificate key
+# commands"; payloads and what the screen shows: docs/payloads.md.
 #
 # MENU: "Changer PIN", "Débloquer PIN" (with the PUK), "Certificats" (slots and subjects).
 # State kept here: the consecutive PIN and PUK failures since power-up (3 lock the key until it
@@ -11,7 +11,8 @@
 # KEY_LOAD_CERT sequence has delivered so far.
 # A command that does not need the person runs at once; GENERATE, SIGN, DELETE, CHANGE_PIN and
 # UNBLOCK_PIN are checked first (a bad request is refused before anything is shown), then take the
-# screen (ui.foreground) and load the flows again, so waiting for the screen holds no module.
+# screen (ui.foreground) and load the command bodies again, so waiting for the screen holds no
+# module.
 import ondemand
 from link import LinkError
 from link.codes import ERR_BUSY
@@ -32,6 +33,7 @@ CMD_UNBLOCK_PIN = const(0x48)
 NOTICE_MS = 3000  # how long an error notice of a link request stays before the reply leaves
 
 FLOWS = "flows.key"
+COMMANDS = "commands.key"
 MENU_PIN = "Changer PIN"  # menu labels fit one row after "N "
 MENU_PUK = "Débloquer PIN"
 MENU_CERTS = "Certificats"
@@ -45,36 +47,33 @@ class KeyApp:
         self.board = ctx.board
         self.store = ctx.store
         self.version = getattr(ctx.ui, "version", "") or __version__
-        self.pin_fails = 0  # consecutive failures since power-up (applets/signer.py)
+        self.notice_ms = NOTICE_MS  # read by the flows and commands at each notice
+        # consecutive failures since power-up (applets/signer.py), read and written by the applet
+        # around each of its commands (commands/key.py, KeyDialogues._apdu)
+        self.pin_fails = 0
         self.puk_fails = 0
         self.cert = None  # [slot, total, bytearray, received] while KEY_LOAD_CERT chunks arrive
 
-    async def _use(self, fn, *args):
-        # Loads the flows, runs fn(KeyFlows, *args) (async), drops them. The applet reads and
-        # writes pin_fails/puk_fails here around each of its commands (flows/key.py _apdu).
-        async with ondemand.use(FLOWS) as f:
-            k = f.KeyFlows(self)
-            try:
-                return await fn(k, *args)
-            finally:
-                k.close()
-
     # -- keypad flows ------------------------------------------------------------------------
     async def menu_change_pin(self, ui):
-        await self._use(_menu_change_pin, ui)
+        async with ondemand.use(FLOWS) as f:
+            await f.menu_change_pin(self, ui)
 
     async def menu_unblock(self, ui):
-        await self._use(_menu_unblock, ui)
+        async with ondemand.use(FLOWS) as f:
+            await f.menu_unblock(self, ui)
 
     async def menu_certificates(self, ui):
-        lines = await self._use(_certificate_lines, ui)
+        async with ondemand.use(FLOWS) as f:
+            lines = f.certificate_lines(self, ui)
         await ui.message(lines, title=MENU_CERTS)  # the applet is gone by now
 
     # -- link commands -----------------------------------------------------------------------
     async def _now(self, name, req):
         # a command, or the checks of one, that does not need the person: load, run, drop
         try:
-            return await self._use(_call, name, req)
+            async with ondemand.use(COMMANDS) as c:
+                return c.now(self, name, req)
         except MemoryError:
             raise LinkError(ERR_BUSY)
 
@@ -82,7 +81,8 @@ class KeyApp:
         args = await self._now(check, req)
         async with self.ui.foreground():
             try:
-                return await self._use(_person, flow, req, args)
+                async with ondemand.use(COMMANDS) as c:
+                    return await c.person(self, flow, req, args)
             except MemoryError:
                 raise LinkError(ERR_BUSY)
 
@@ -114,36 +114,16 @@ class KeyApp:
         return await self._person("check_empty", "person_unblock", req)
 
 
-async def _call(k, name, req):
-    return getattr(k, name)(req)
-
-
-async def _person(k, name, req, args):
-    return await k.person(name, req, args)
-
-
-async def _menu_change_pin(k, ui):
-    await k.menu_change_pin(ui)
-
-
-async def _menu_unblock(k, ui):
-    await k.menu_unblock(ui)
-
-
-async def _certificate_lines(k, ui):
-    return k.certificate_lines(ui)
-
-
 def install(ctx):
     global _app
     app = KeyApp(ctx)
     _app = app
-    with ondemand.use(FLOWS) as f:  # first boot: device secret and attestation key
-        k = f.KeyFlows(app)
-        try:
-            k.provision()
-        finally:
-            k.close()
+    # Each loaded once at boot, as in apps/cap.py: their names (qstrs, never freed) are interned
+    # at the bottom of a young heap, and ondemand learns what a load of each takes.
+    with ondemand.use(COMMANDS) as c:
+        c.provision(app)  # first boot: device secret and attestation key
+    with ondemand.use(FLOWS):
+        pass
     ui = ctx.ui
     ui.add_menu_item(MENU_PIN, app.menu_change_pin)
     ui.add_menu_item(MENU_PUK, app.menu_unblock)

@@ -2,9 +2,10 @@
 # against docs/vectors/cap_otp.json (written by the host engineer's independent implementation).
 import asyncio
 
-# Loaded here, so resident for the whole test: the app would load it on each use and drop it
+# Loaded here, so resident for the whole test: the app would load them on each use and drop them
 # after, compiling the sources again every time in a heap the earlier compilations fragmented.
 # The simulator and the boards run .mpy files; firmware/test_ondemand.py tests the dropping.
+import commands.cap  # noqa: F401
 import flows.cap  # noqa: F401
 from applets.test_fakes import load_vectors
 from apps import cap as app_cap

@@ -4,9 +4,10 @@
 import asyncio
 import hashlib
 
-# Loaded here, so resident for the whole test: the app would load it on each use and drop it
+# Loaded here, so resident for the whole test: the app would load them on each use and drop them
 # after, compiling the sources again every time in a heap the earlier compilations fragmented.
 # The simulator and the boards run .mpy files; firmware/test_ondemand.py tests the dropping.
+import commands.key  # noqa: F401
 import flows.key  # noqa: F401
 from applets.test_key_fixtures import cert as _cert
 from applets.test_key_fixtures import payload as _payload
@@ -332,7 +333,7 @@ async def test_failure_counts_are_shared_by_overlapping_uses():
     if st[3] != 1:
         raise AssertionError("PIN tries now %d" % st[3])
     ctx.ui.NOTICE_MS = 50
-    app_key.NOTICE_MS = 2000  # the "débloqué" notice stays while we ask
+    app.notice_ms = 2000  # the "débloqué" notice stays while we ask
     try:
         b = ctx.board
         await _typ(b, "#")
@@ -349,5 +350,5 @@ async def test_failure_counts_are_shared_by_overlapping_uses():
         if st[2:6] != bytes((8, 3, 8, 3)):
             raise AssertionError("status during the notice %r" % bytes(st[2:6]))
     finally:
-        app_key.NOTICE_MS = 50
+        app.notice_ms = 50
     await _stop(ctx, task)

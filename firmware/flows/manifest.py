@@ -1,7 +1,7 @@
-# Uses the sibling packages applets, reader, crypto (all included once by firmware/manifest.py).
+# Uses the sibling packages commands, applets, reader, crypto (included by firmware/manifest.py).
 metadata(
     version="0.1.0",
-    description="capkey apps' dialogues and link command bodies, loaded on demand (ondemand.py).",
+    description="capkey apps' keypad dialogues, loaded on demand (ondemand.py).",
 )
 
 package("flows", files=("cap.py", "key.py"), base_path="..", opt=3)
