@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from ..errors import Error
+
 __all__ = ["MAGIC", "Attestation", "AttestationError", "load_public_key", "SLOTS"]
 
 MAGIC = b"CKAT"
@@ -26,7 +28,7 @@ _SERIAL_CHARS = frozenset("0123456789abcdef")
 _PRINTABLE = frozenset(chr(c) for c in range(0x21, 0x7F))
 
 
-class AttestationError(ValueError):
+class AttestationError(Error, ValueError):
     """The attestation is malformed, or does not verify under the device's attestation key."""
 
 

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ..errors import Error
 from .attestation import Attestation, AttestationError, load_public_key
 from .verifier import CrlRevocation, TrustConfig
 
@@ -62,7 +63,7 @@ _CRL_DAYS = 7
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
-class CaError(Exception):
+class CaError(Error):
     """A CA operation was refused (bad attestation, unknown device, bad input, wrong state)."""
 
 

@@ -20,6 +20,7 @@ from enum import IntEnum, unique
 from typing import cast
 
 from ..catalog.operations import SENSITIVE
+from ..errors import Error
 
 __all__ = [
     "VERSION",
@@ -84,7 +85,7 @@ Purpose = unique(cast("type[IntEnum]", IntEnum(
 _PURPOSE_TITLES = {k.purpose: k.title for k in SENSITIVE if k.purpose is not None}
 
 
-class PayloadError(ValueError):
+class PayloadError(Error, ValueError):
     """The fields or bytes do not form a canonical payload."""
 
 

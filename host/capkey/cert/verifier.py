@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import verification as _v
 from cryptography.x509.oid import SignatureAlgorithmOID
 
+from ..errors import Error
 from . import payload as _payload
 
 __all__ = [
@@ -89,7 +90,7 @@ class Reason(Enum):
     PAYLOAD_MISMATCH = "payload_mismatch"
 
 
-class InvalidSignature(Exception):
+class InvalidSignature(Error):
     """The signature is refused. The message never says why; `reason` does, for the audit."""
 
     def __init__(self, reason: Reason):

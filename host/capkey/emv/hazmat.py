@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import Error
 from . import tlv
 from .checks import check_bytes, check_digits, check_psn, pack_bcd, pack_bcd_f
 from .tdes import (
@@ -161,7 +162,7 @@ def mastercard_diversifier(atc: bytes, un: bytes) -> bytes:
 # Application cryptogram per CVN
 
 
-class UnsupportedCvn(ValueError):
+class UnsupportedCvn(Error, ValueError):
     """The cryptogram version number is not one this module implements."""
 
 

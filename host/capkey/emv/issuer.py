@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import keywrap
 
+from ..errors import Error
 from . import hazmat as emv
 from . import tlv
 from .hazmat import CardKey, Cvn, KeyDerivation, TdesKey, check_bytes, check_digits, check_psn
@@ -67,7 +68,7 @@ TAG_PIN_TRY_LIMIT = 0xDF04
 TAG_INITIAL_ATC = 0xDF05
 
 
-class WeakKey(ValueError):
+class WeakKey(Error, ValueError):
     """A published test key or a degenerate key was given without ``allow_test_keys=True``."""
 
 

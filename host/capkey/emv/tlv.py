@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..errors import Error
 
-class TlvError(ValueError):
+
+class TlvError(Error, ValueError):
     """Malformed BER-TLV."""
 
 

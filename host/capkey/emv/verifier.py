@@ -37,6 +37,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from ..errors import Error
 from . import hazmat as emv
 from .issuer import CardKeyRef, IssuerBackend
 from .profiles import AMOUNT_MAX, CapProfile
@@ -65,7 +66,7 @@ _RESYNC_SEARCH = 4096
 _RESYNC_SEARCH_MAX = 0xFFFF
 
 
-class InvalidCode(Exception):
+class InvalidCode(Error):
     """The code is not accepted. Deliberately carries no reason."""
 
 

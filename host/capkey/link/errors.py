@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from enum import IntEnum, unique
 
+from ..errors import Error
 
-class LinkError(Exception):
+
+class LinkError(Error):
     """Base class of every error of the device link."""
 
     @unique

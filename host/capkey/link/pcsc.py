@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..emv import hazmat as emv
 from ..emv import tlv
+from ..errors import Error
 from .transport import LOG_LEVEL_TRAFFIC, apdu_command_text, apdu_response_text
 
 __all__ = [
@@ -293,7 +294,7 @@ class VpcdClient:
 # Host-side CAP reader
 
 
-class CardError(Exception):
+class CardError(Error):
     """The card answered with an unexpected status word."""
 
     def __init__(self, what: str, sw: int):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..catalog.operations import OperationKind
+from ..errors import Error
 from ..rules import (
     Batch,
     InvalidTransaction,
@@ -40,7 +41,7 @@ DEMO_BATCH = (f"{DEMO_IBAN} ; 1 250,00\n"
               f"{DEMO_IBAN} ; 89,90")
 
 
-class FormError(ValueError):
+class FormError(Error, ValueError):
     """A field the person typed is not acceptable (the message is shown as is)."""
 
 

@@ -21,6 +21,8 @@ import unicodedata
 import argon2
 from argon2.low_level import Type
 
+from ..errors import Error
+
 __all__ = [
     "CodeHasher", "InvalidConfidentialCode", "WeakCode", "check_policy", "generate_code",
     "MIN_LENGTH", "MAX_LENGTH",
@@ -42,11 +44,11 @@ _DENYLIST = frozenset({
 })
 
 
-class InvalidConfidentialCode(Exception):
+class InvalidConfidentialCode(Error):
     """The confidential code does not match (no detail, by design)."""
 
 
-class WeakCode(ValueError):
+class WeakCode(Error, ValueError):
     """A new code breaks the policy; `reason` is a short token (safe to show and to log)."""
 
     def __init__(self, reason: str):

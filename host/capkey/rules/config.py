@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..errors import Error
 from .model import CHANGE_CODE, DEFAULT_SENSITIVE, Operation
 
 
-class ConfigError(ValueError):
+class ConfigError(Error, ValueError):
     """A setting breaks a rule of rules.md (e.g. SCA renewal above 180 days)."""
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..errors import Error
 from ..store import Conflict, Store, Tx, UserRow
 from .codes import CodeHasher, check_policy, generate_code
 from .interfaces import Clock, SystemClock
@@ -29,7 +30,7 @@ _HEX = re.compile(r"^[0-9A-Fa-f]{32,}$")
 _PAN_FIELD = re.compile(r"^(\d{13,19})$")
 
 
-class DirectoryError(ValueError):
+class DirectoryError(Error, ValueError):
     """A back-office request is invalid (unknown user, bad name, clear key in a profile…)."""
 
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from ..errors import Error
 from .model import Batch, CertEvidence, OperationRef, Payment
 
 
-class Rejected(Exception):
+class Rejected(Error):
     """A verifier refused the evidence. `reason` is an optional short token (lower-case letters,
     digits, underscores) for the audit trail only; callers of the service never see it (R2)."""
 

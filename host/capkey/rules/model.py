@@ -12,6 +12,7 @@ from enum import StrEnum, unique
 from typing import cast
 
 from ..catalog.operations import SENSITIVE
+from ..errors import Error
 
 
 @unique
@@ -67,7 +68,7 @@ PAYMENT_OPERATIONS = {k.name: k.binding for k in SENSITIVE if k.binding != "OPER
 PERMANENT_BLOCK_IMMINENT = "PERMANENT_BLOCK_IMMINENT"
 
 
-class InvalidTransaction(ValueError):
+class InvalidTransaction(Error, ValueError):
     """A transaction record is malformed (amount, currency, IBAN, batch shape)."""
 
 

@@ -1,7 +1,9 @@
 """The store's exceptions (raised by every engine alike)."""
 
+from ..errors import Error
 
-class StoreError(Exception):
+
+class StoreError(Error):
     """The database is unusable for capkey (unknown schema version, bad URL…)."""
 
 
