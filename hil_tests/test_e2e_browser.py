@@ -90,22 +90,21 @@ def home(keypad: Keypad, timeout: float = 10.0) -> None:
 
 def cap_code(keypad: Keypad, pin: str, *, respond: str | None = None,
              sign: tuple[str, int] | None = None) -> str:
-    """The person at the reader: SIGN, Réponse (1) or Signature (2), the challenge, the amount,
-    the PIN; returns the code the reader shows."""
+    """The person at the reader: CODE (neither `respond` nor `sign`, the guide's login), or SIGN,
+    Réponse (1) or Signature (2), the challenge, the amount; then the PIN; returns the code the
+    reader shows."""
     home(keypad)
-    keypad.press("B")
-    keypad.wait_for("Réponse")
-    if respond is not None:
-        keypad.press("1")
+    if respond is not None or sign is not None:
+        keypad.press("B")
+        keypad.wait_for("Réponse")
+        keypad.press("1" if respond is not None else "2")
         keypad.wait_for("Code défi")
-        keypad.press(respond + "D")
+        keypad.press((respond if respond is not None else sign[0]) + "D")
+        if sign is not None:
+            keypad.wait_for("Montant")
+            keypad.press(str(sign[1]) + "D")
     else:
-        assert sign is not None
-        keypad.press("2")
-        keypad.wait_for("Code défi")
-        keypad.press(sign[0] + "D")
-        keypad.wait_for("Montant")
-        keypad.press(str(sign[1]) + "D")
+        keypad.press("A")
     keypad.wait_for("Code PIN")
     keypad.press(pin + "D")
     code = read_code(keypad)
@@ -139,14 +138,21 @@ def test_cap_login_code_login_with_forced_change_and_step_up(demo, page, keypad,
     page.screenshot(path=str(screens / "portal-login.png"), full_page=True)
     assert (screens / "portal-login.png").stat().st_size > 10_000
 
-    # 1. lecteur CAP: the page gives the challenge, the person computes the code on the device
+    # 1. lecteur CAP, as the guide says: CODE, the card PIN, the code into the page
+    login_ids(page, demo, "cap")
+    assert "appuyer sur la touche CODE" in page.inner_text("#form-cap-code")
+    page.fill("#cap_code", cap_code(keypad, creds.card_pin))
+    page.click("#form-cap-code button[type=submit]")
+    page.wait_for_url(re.compile(r"/espace$"))
+    assert "authentification forte" in page.inner_text("main")
+    logout(page)
+    # ... or the reader's Réponse over the challenge the page also shows
     login_ids(page, demo, "cap")
     challenge = digits(page.inner_text("#cap-challenge"))
     assert len(challenge) == 8
     page.fill("#cap_code", cap_code(keypad, creds.card_pin, respond=challenge))
     page.click("#form-cap-code button[type=submit]")
     page.wait_for_url(re.compile(r"/espace$"))
-    assert "authentification forte" in page.inner_text("main")
     logout(page)
 
     # 2. code confidentiel: first code login forces the change; the policy is explained

@@ -22,7 +22,7 @@ from capkey.cert import payload as pl
 from capkey.emv import verifier as capv
 from capkey.portal.login import SCA_NEEDED
 from capkey.portal.web import EXPIRED, FAILED
-from capkey.rules import LoginRequest, Outcome
+from capkey.rules import LoginRequest, Outcome, RulesConfig
 
 IBAN = "FR7630006000011234567890189"
 
@@ -124,19 +124,40 @@ def test_cap_login_page_shows_the_steps_of_the_guide(portal):
                     data={"csrf": csrf(page), "identifiant": SUB, "utilisateur": "0001"})
     t = text(r.text)
     assert "Insérer la carte dans le lecteur CAP" in t
-    assert "« Choisir la fonction »" in t and "SIGN" in t and "« Réponse »" in t
-    assert "Entrer le code PIN de la carte" in t
+    assert "Après affichage du message « Choisir la fonction », appuyer sur la touche CODE" in t
+    assert ("Entrer le code PIN de la carte puis reprendre le code fourni par le lecteur pour le "
+            "saisir dans la page de connexion.") in t
     assert 'src="/appareil/"' not in r.text  # no device configured in this world
 
 
-def test_cap_identify_code_and_replay_fail_with_the_one_message(portal):
+def test_respond_only_policy_shows_the_reponse_steps_and_refuses_identify(tmp_path):
+    world, client = build(tmp_path, config=RulesConfig(cap_login_respond_only=True))
+    try:
+        page = client.get("/connexion?methode=cap").text
+        r = client.post("/connexion/defi?methode=cap",
+                        data={"csrf": csrf(page), "identifiant": SUB, "utilisateur": "0001"})
+        assert "« Réponse »" in text(r.text) and "appuyer sur la touche CODE" not in text(r.text)
+        r, _ = cap_login(world, client, code=world.cards["0001"].identify())
+        assert FAILED in text(r.text)
+        r, _ = cap_login(world, client)
+        assert str(r.url).endswith("/espace")
+    finally:
+        client.close()
+        world.service.store.close()
+
+
+def test_cap_identify_code_logs_in_as_the_guide_says_and_replays_fail(portal):
     world, client = portal
-    r, _ = cap_login(world, client, code=world.cards["0001"].identify())  # CODE key: no challenge
-    assert str(r.url).endswith("/connexion?methode=cap") and FAILED in text(r.text)
-    r, _ = cap_login(world, client)
+    card = world.cards["0001"]
+    r, _ = cap_login(world, client, code=card.identify())  # the guide's CODE key: no challenge
     assert str(r.url).endswith("/espace")
     logout(client)
-    card = world.cards["0001"]
+    card.atc -= 1  # the same code again
+    r, _ = cap_login(world, client, code=card.identify())
+    assert str(r.url).endswith("/connexion?methode=cap") and FAILED in text(r.text)
+    r, _ = cap_login(world, client)  # a Respond code over the page's challenge works too
+    assert str(r.url).endswith("/espace")
+    logout(client)
     card.atc -= 1  # the same ATC again: a replayed code over a new challenge
     r, _ = cap_login(world, client)
     assert FAILED in text(r.text)

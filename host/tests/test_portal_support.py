@@ -27,7 +27,7 @@ from capkey.emv.profiles import VISA_DPA_CVN10
 from capkey.emv.verifier import Mode
 from capkey.portal import PortalConfig
 from capkey.portal import create_app as create_portal
-from capkey.rules import AuthService
+from capkey.rules import AuthService, RulesConfig
 from capkey.rules.adapters import CapVerifier, SignatureVerifier
 from capkey.rules.codes import CodeHasher
 from capkey.store import open_store
@@ -88,8 +88,10 @@ class World:
                 base64.b64encode(der).decode())
 
 
-def build(tmp_path, *, agent: str | None = AGENT, **portal: Any) -> tuple[World, TestClient]:
-    """The world and a client of its portal (`portal`: more arguments of `create_portal`)."""
+def build(tmp_path, *, agent: str | None = AGENT, config: RulesConfig | None = None,
+          **portal: Any) -> tuple[World, TestClient]:
+    """The world and a client of its portal (`config`: the rules' settings; `portal`: more
+    arguments of `create_portal`)."""
     clock = Clock()
     store = open_store(str(tmp_path / "capkey.db"))
     ca = CertificateAuthority.create(tmp_path / "ca", name="Banque demo",
@@ -98,7 +100,7 @@ def build(tmp_path, *, agent: str | None = AGENT, **portal: Any) -> tuple[World,
     signature = SignatureVerifier(ca.trust_config(), ca.revocation(), origin=ORIGIN)
     cap = CapVerifier(SoftwareIssuerBackend.for_tests(), origin=ORIGIN)
     service = AuthService(store, cap_verifier=cap, signature_verifier=signature, clock=clock,
-                          code_hasher=CodeHasher.insecure_for_tests())
+                          code_hasher=CodeHasher.insecure_for_tests(), config=config)
     world = World(service, clock, ca)
     d = service.directory
     d.create_subscription(SUB, actor="ops")

@@ -16,7 +16,15 @@ from capkey.cert.ca import CertificateAuthority
 from capkey.emv.issuer import TEST_IMK_LABEL, SoftwareIssuerBackend
 from capkey.emv.profiles import VISA_DPA_CVN10
 from capkey.emv.verifier import Mode
-from capkey.rules import AuthService, CertEvidence, LoginRequest, Outcome, Payment
+from capkey.rules import (
+    AuthService,
+    CertEvidence,
+    ConfigError,
+    LoginRequest,
+    Outcome,
+    Payment,
+    RulesConfig,
+)
 from capkey.rules.adapters import CapVerifier, SignatureVerifier, canonical_payload
 from capkey.rules.codes import CodeHasher
 from capkey.store import open_store
@@ -28,7 +36,7 @@ PAY = Payment(125_00, "EUR", "FR7630006000011234567890189", "ACME SARL")
 
 
 class RealWorld:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, config=None):
         self.clock = ManualClock(NOW)
         self.ca = CertificateAuthority.create(tmp_path / "ca", name="Banque Exemple",
                                               encryption=serialization.NoEncryption(),
@@ -38,7 +46,7 @@ class RealWorld:
         self.service = AuthService(
             open_store(str(tmp_path / "db")),
             cap_verifier=CapVerifier(SoftwareIssuerBackend.for_tests(), origin=ORIGIN),
-            signature_verifier=self.sig, clock=self.clock,
+            signature_verifier=self.sig, clock=self.clock, config=config,
             code_hasher=CodeHasher.insecure_for_tests())
         d = self.service.directory
         d.create_subscription("C1", actor="ops")
@@ -162,3 +170,34 @@ def test_reader_family_remembered_then_only_its_codes_until_a_resync(real):
     assert (real.card().reader_family, real.card().last_atc) == (first, real.atc)
     assert real.cap_login(family=first)[0].outcome is Outcome.OK
     assert real.cap_login(family=other)[0].outcome is Outcome.AUTH_FAILED
+
+
+def test_identify_code_logs_in_by_default_never_completes_a_step_up(real):
+    """rules.md "Mode separation": a login accepts the guide's Identify code (CODE key, card PIN),
+    single use through the ATC floor; a step-up never does."""
+    ch = real.service.issue_login_challenge("C1", "U1")
+    code = real.code(Mode.IDENTIFY, None)
+    result = real.service.login(LoginRequest("C1", "U1", cap_code=code, challenge_id=ch.id))
+    assert result.outcome is Outcome.OK
+    ch = real.service.issue_login_challenge("C1", "U1")  # replayed: refused
+    assert real.service.login(LoginRequest("C1", "U1", cap_code=code, challenge_id=ch.id)
+                              ).outcome is Outcome.AUTH_FAILED
+    session = result.session
+    ch = real.service.begin_step_up(session, "SCT_INST_ENTRY", transaction=PAY)
+    assert real.service.complete_step_up(session, ch.id, transaction=PAY,
+                                         cap_code=real.code(Mode.IDENTIFY, None)) is (
+        Outcome.AUTH_FAILED)
+
+
+def test_respond_only_policy_refuses_identify_logins(tmp_path):
+    real = RealWorld(tmp_path, RulesConfig(cap_login_respond_only=True))
+    ch = real.service.issue_login_challenge("C1", "U1")
+    code = real.code(Mode.IDENTIFY, None)
+    assert real.service.login(LoginRequest("C1", "U1", cap_code=code, challenge_id=ch.id)
+                              ).outcome is Outcome.AUTH_FAILED
+    assert real.cap_login()[0].outcome is Outcome.OK  # Respond over the challenge
+
+
+def test_respond_only_is_a_boolean_setting():
+    with pytest.raises(ConfigError):
+        RulesConfig(cap_login_respond_only="yes")

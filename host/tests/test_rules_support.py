@@ -121,12 +121,16 @@ class FakeCap:
         if not (isinstance(code, str) and len(code) == 8 and code.isdigit()):
             raise Rejected()
         low = int(code[:2])
+        # a login takes a Respond code over its challenge or an Identify code (the CODE key)
+        kinds = (("respond", challenge), ("identify", "")) if mode.kind == "login" else (
+            (mode.kind, challenge),)
         for atc in range(card.last_atc + 1, card.last_atc + 1 + _WINDOW):
             if atc % 64 == low:
                 key = card_key(card.profile["key_ref"])
-                want = _mac(key, atc, mode.kind, challenge, mode.amount_minor, mode.currency)
-                if hmac.compare_digest(want, code[2:]):
-                    return atc
+                for kind, digits in kinds:
+                    want = _mac(key, atc, kind, digits, mode.amount_minor, mode.currency)
+                    if hmac.compare_digest(want, code[2:]):
+                        return atc
                 break
         raise Rejected()
 

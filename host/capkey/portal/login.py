@@ -81,7 +81,10 @@ async def login_page(request: Request) -> Response:
     web.error = ""
     sub, user = web.form.get("identifiant", ""), web.form.get("utilisateur", "")
     if pending is not None and method == "cap":
-        panel = render("login_cap.html", subscription=pending.subscription, user=pending.user,
+        # the guide's CODE key, or the bank's "Respond only" policy (rules.md, "Mode separation")
+        page = ("login_cap_respond.html" if site.service.config.cap_login_respond_only
+                else "login_cap.html")
+        panel = render(page, subscription=pending.subscription, user=pending.user,
                        csrf=web.csrf,
                        challenge_grouped=group_digits(pending.challenge.cap_challenge),
                        expires=utc_time(pending.challenge.expires_at))
@@ -107,7 +110,7 @@ async def login_page(request: Request) -> Response:
     else:
         third = Markup(
             '<li>Tapez le code généré par le lecteur CAP : après « Valider », la page vous '
-            'donne le code défi à entrer dans le lecteur.</li>' if method == "cap" else
+            'dit comment l\'obtenir.</li>' if method == "cap" else
             '<li>Branchez votre clé USB sur votre ordinateur, puis « Valider » : une fenêtre '
             'vous proposera de sélectionner votre certificat.</li>')
         panel = render("login_ids.html", action=f"/connexion/defi?methode={method}",
@@ -139,8 +142,8 @@ def _outcome(site: Site, web: WebSession, method: str, result: LoginResult) -> R
 @posted
 async def login_challenge(site: Site, request: Request, web: WebSession, form: Form
                           ) -> Response:
-    """Identifiers -> a login challenge: the CAP Respond challenge, or the LOGIN payload the key
-    signs."""
+    """Identifiers -> a login challenge: for CAP, the page of the guide's CODE steps (the
+    challenge serves a Respond code), or the LOGIN payload the key signs."""
     method = request.query_params.get("methode", "")
     if method not in ("cap", "certificat"):
         return site.forbidden(web)

@@ -86,8 +86,9 @@ def card_from_profile(profile: Mapping[str, Any], last_atc: int,
 
 
 class CapVerifier:
-    """`CapCheck` over `capkey.emv.verifier` (challenge from the canonical payload; Respond for
-    logins and R8 operations, Sign with the amount for payments and batches)."""
+    """`CapCheck` over `capkey.emv.verifier` (challenge from the canonical payload; a login takes
+    a Respond code over its challenge or an Identify code, the guide's CODE key, unless the policy
+    is Respond only; Respond for R8 operations, Sign with the amount for payments and batches)."""
 
     def __init__(self, key_backend: IssuerBackend, *, origin: str):
         if not isinstance(key_backend, IssuerBackend):
@@ -118,7 +119,12 @@ class CapVerifier:
             match = _cap.match_cap(real, code, mode=entry.mode, challenge=entry.challenge,
                                    amount=entry.amount, key_backend=self._backend)
         except _cap.InvalidCode:
-            raise Rejected() from None
+            if mode.kind != "login":
+                raise Rejected() from None
+            try:  # the guide's CODE: an Identify code (docs/cap.md §5.5 counts the odds)
+                match = _cap.match_cap(real, code, mode=_cap.Mode.IDENTIFY, key_backend=self._backend)
+            except _cap.InvalidCode:
+                raise Rejected() from None
         if self._dummy is None:  # a card whose profile and key are known to work, in the state
             # a card is in once used: its family remembered (the same candidates as a wrong code)
             self._dummy = CapCard(0, {**card.profile, "pan": _NOBODY_PAN}, -1, match.reader_family)

@@ -31,6 +31,8 @@ class RulesConfig:
     max_temporary_blocks: int = 3  # R11
     challenge_ttl_seconds: int = 300  # R9
     step_up_grant_ttl_seconds: int = 300  # how long a completed step-up may wait for its operation
+    # A CAP login takes the guide's Identify code (CODE key) or a Respond code; True: Respond only
+    cap_login_respond_only: bool = False
 
     def __post_init__(self) -> None:
         def whole(name: str, low: int, high: int) -> None:
@@ -45,6 +47,8 @@ class RulesConfig:
         whole("max_temporary_blocks", 0, 100)
         whole("challenge_ttl_seconds", 1, MAX_CHALLENGE_TTL_SECONDS)
         whole("step_up_grant_ttl_seconds", 1, MAX_CHALLENGE_TTL_SECONDS)
+        if not isinstance(self.cap_login_respond_only, bool):
+            raise ConfigError("cap_login_respond_only must be True or False")
         ops = self.sensitive_operations
         if isinstance(ops, str) or not all(isinstance(op, str) and op for op in ops):
             raise ConfigError("sensitive_operations must be a set of operation names")

@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from ..store import ChallengeRow, SessionRow, Store, Tx, UserRow
 from .codes import CodeHasher, InvalidConfidentialCode
@@ -91,18 +91,20 @@ def evidence_ok(cert: object) -> bool:
 
 
 def evidence_targets(challenge: ChallengeRow | None, subscription: str, user_no: str, now: int,
-                     record: Payment | Batch | OperationRef | None = None
+                     record: Payment | Batch | OperationRef | None = None,
+                     login_kind: Literal["login", "respond"] = "respond"
                      ) -> tuple[CapMode, SigningIntent]:
-    """What a CAP code and a signature must cover: `challenge`, for a login (`record` None) or
-    for the operation on `record` (Sign mode for a payment or batch). Without a challenge (spent,
-    unknown, or not this request's), a challenge nobody was issued: the dummy verification's."""
+    """What a CAP code and a signature must cover: `challenge`, for a login (`record` None; the
+    CAP mode `login_kind`) or for the operation on `record` (Sign mode for a payment or batch,
+    else Respond). Without a challenge (spent, unknown, or not this request's), a challenge nobody
+    was issued: the dummy verification's."""
     if challenge is None:
         purpose, nonce, digest, expires_at = LOGIN, bytes(32), bytes(32), now
     else:
         purpose, nonce, digest, expires_at = (challenge.purpose, challenge.nonce,
                                               challenge.digest, challenge.expires_at)
-    mode = CapMode("sign" if purpose in PAYMENT_OPERATIONS else "respond", purpose, nonce,
-                   digest, subscription, user_no, record)
+    kind = "sign" if purpose in PAYMENT_OPERATIONS else login_kind if purpose == LOGIN else "respond"
+    mode = CapMode(kind, purpose, nonce, digest, subscription, user_no, record)
     intent = SigningIntent(
         "LOGIN" if record is None else "PAYMENT" if isinstance(record, Payment) else
         "BATCH" if isinstance(record, Batch) else "OPERATION",

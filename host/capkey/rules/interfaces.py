@@ -70,8 +70,12 @@ def cap_accepted(result: object, floor: int) -> CapAccepted | None:
 class CapMode:
     """What a CAP code must have been computed over.
 
-    - ``kind="respond"``: login (`purpose` ``LOGIN``) and R8 operations; `record` is None for a
-      login, else the `OperationRef`.
+    - ``kind="login"``: a login (`purpose` ``LOGIN``, `record` None): a Respond code over the
+      login challenge, or an Identify code (the guide's CODE key, no challenge: single use through
+      the ATC floor). ``kind="respond"`` for a login when the bank's policy is Respond only
+      (`RulesConfig.cap_login_respond_only`).
+    - ``kind="respond"``: R8 operations; `record` is the `OperationRef`. An Identify code never
+      completes a step-up.
     - ``kind="sign"``: R7 operations; `record` is the `Payment` or `Batch`, whose amount the person
       types and the card MACs.
 
@@ -80,7 +84,7 @@ class CapMode:
     verifier derives them again from the same fields when it verifies.
     """
 
-    kind: Literal["respond", "sign"]
+    kind: Literal["login", "respond", "sign"]
     purpose: str
     nonce: bytes
     digest: bytes

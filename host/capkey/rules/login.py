@@ -75,8 +75,9 @@ def _challenge_problem(challenge: ChallengeRow | None, req: LoginRequest) -> str
 class LoginRules(ServiceCore):
     def issue_login_challenge(self, subscription: str, user_no: str, *,
                               now: datetime | None = None) -> LoginChallenge | None:
-        """A fresh login challenge for a CAP (Respond) or certificate login. Issued the same way
-        whether or not the user exists (R2); None only for malformed identifiers."""
+        """A fresh login challenge for a CAP or certificate login: its digits serve a Respond
+        code (an Identify code, the guide's CODE key, needs none). Issued the same way whether or
+        not the user exists (R2); None only for malformed identifiers."""
         if not identifiers_ok(subscription, user_no):
             return None
         t = self._now(now)
@@ -163,7 +164,9 @@ class LoginRules(ServiceCore):
         problem = unusable or _challenge_problem(challenge, req)
         # The evidence is checked for a usable user over a good challenge only; otherwise the
         # same work is done for nobody (R2).
-        mode, intent = evidence_targets(challenge, req.subscription, req.user_no, t)
+        mode, intent = evidence_targets(
+            challenge, req.subscription, req.user_no, t,
+            login_kind="respond" if self.config.cap_login_respond_only else "login")
         failure = self._check_evidence(tx, NO_USER if problem or user is None else user.id, t,
                                        req.cap_code, req.cert, mode, intent)
         if unusable:
