@@ -47,6 +47,7 @@ postgres: system
 lint: venv
 	$(BIN)/ruff check firmware boards host hil_tests conftest.py
 	$(BIN)/lint-imports --config host/importlinter.ini
+	$(BIN)/mypy host/capkey
 	$(BIN)/python -m capkey_dev.catalog --check
 	$(BIN)/python -m capkey_dev.typecheck_boards
 

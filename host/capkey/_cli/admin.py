@@ -6,11 +6,15 @@ from __future__ import annotations
 import getpass
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .audit import AUDIT_KEY_HELP
 from .util import CliFail, open_db
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 _DB_HELP = "SQLite file or postgresql:// DSN (env CAPKEY_DB; default capkey.db)."
 
@@ -26,7 +30,7 @@ class _Ctx:
     def __init__(self, db: str | None, actor: str):
         self.db = db
         self.actor = actor
-        self._store = None
+        self._store: Store | None = None
 
     def directory(self, *, existing: bool = False):
         """`existing`: a read command, which must not create a database."""

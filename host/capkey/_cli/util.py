@@ -54,7 +54,7 @@ def echo_err(message: str) -> None:
 def waiting_printer(waits_for: str) -> Callable[[int], None]:
     """An on_keepalive that says what the device waits for, once each time it starts waiting
     for the person (keepalives come every 500 ms)."""
-    last = {"status": None}
+    last: dict[str, int | None] = {"status": None}
 
     def on_keepalive(status: int) -> None:
         if status != last["status"]:

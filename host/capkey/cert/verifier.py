@@ -97,7 +97,7 @@ class InvalidSignature(Error):
         super().__init__("signature refused")
         self.reason = reason
 
-    def __reduce__(self):  # keep `reason` when pickled (e.g. across a process pool)
+    def __reduce__(self) -> tuple[type[InvalidSignature], tuple[Reason]]:  # keep `reason` when pickled
         return (type(self), (self.reason,))
 
 

@@ -40,6 +40,9 @@ from .tdes import (
 )
 
 __all__ = [
+    "check_bytes",
+    "check_digits",
+    "check_psn",
     "Cvn",
     "CvnRule",
     "SessionKey",
@@ -180,7 +183,7 @@ class Cvn(enum.IntEnum):
     def of(cls, value: object) -> Cvn:
         """`value` as a Cvn, or UnsupportedCvn (never a silent default)."""
         if type(value) is cls:
-            return value  # type: ignore[return-value]
+            return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise UnsupportedCvn("CVN must be an int")
         try:

@@ -254,7 +254,7 @@ class SoftwareIssuerBackend(IssuerBackend):
 
     def _card_key(self, ref: CardKeyRef) -> CardKey:
         local = self._local
-        cache = getattr(local, "cache", None)
+        cache: OrderedDict[CardKeyRef, CardKey] | None = getattr(local, "cache", None)
         if cache is None:
             cache = local.cache = OrderedDict()
             local.imk_keys = {}

@@ -161,8 +161,13 @@ _ZERO_AMOUNT = bytes(6)
 # path compares with these instead.
 _IDENTIFY, _RESPOND, _SIGN, _SIGN_TDS = Mode.IDENTIFY, Mode.RESPOND, Mode.SIGN, Mode.SIGN_TDS
 
+#: A code prepared once for all its candidates (`_prepare`): UN, amount, TDS fields, the code's
+#: bits at their IPB positions, the IAD variants its constant bits allow, its cryptogram bits.
+_Prepared = tuple[bytes, bytes, 'tuple[str, ...] | None', int, 'tuple[bytes, ...]', bytes]
 
-def _mode_data(mode, challenge, amount, tds) -> tuple[bytes, bytes, tuple[str, ...] | None]:
+
+def _mode_data(mode: object, challenge: object, amount: object, tds: object
+               ) -> tuple[bytes, bytes, tuple[str, ...] | None]:
     respond = mode is _RESPOND
     if respond or mode is _SIGN:
         if tds is not None:
@@ -187,9 +192,9 @@ def _mode_data(mode, challenge, amount, tds) -> tuple[bytes, bytes, tuple[str, .
         if tds is not None:
             raise _Bad("identify takes no tds")
         return _ZERO_UN, _ZERO_AMOUNT, None
-    if tds is None or isinstance(tds, (str, bytes)):
+    if not isinstance(tds, Sequence) or isinstance(tds, (str, bytes)):
         raise _Bad("tds needs a sequence of digit strings")
-    fields = tuple(tds)
+    fields: tuple[str, ...] = tuple(tds)
     try:
         emv.tds_block(fields)
     except (TypeError, ValueError) as exc:
@@ -197,7 +202,7 @@ def _mode_data(mode, challenge, amount, tds) -> tuple[bytes, bytes, tuple[str, .
     return _ZERO_UN, _ZERO_AMOUNT, fields
 
 
-def _prepare(card: CapCard, code: object, md: tuple[bytes, bytes, tuple[str, ...] | None]) -> tuple:
+def _prepare(card: CapCard, code: object, md: tuple[bytes, bytes, tuple[str, ...] | None]) -> _Prepared:
     """One code prepared once for all its candidates: (UN, amount, TDS fields, the code's bits
     at their IPB positions, the IAD variants its constant bits allow, its cryptogram bits)."""
     profile = card.profile
@@ -226,7 +231,7 @@ def _atc_candidates(profile: CapProfile, deposited: int, floor: int, window: int
 
 
 def _match_at(
-    card: CapCard, backend: IssuerBackend, code: tuple, atc: int, families: tuple[tuple[str, bytes], ...]
+    card: CapCard, backend: IssuerBackend, code: _Prepared, atc: int, families: tuple[tuple[str, bytes], ...]
 ) -> str | None:
     """The first of `families` whose reader made the prepared `code` at `atc`, trying each IAD
     variant the code's constant bits allow: at most len(families) × len(IADs) cryptograms."""
@@ -259,7 +264,8 @@ def _check_call(card: object, key_backend: object) -> None:
 _BACKEND_TYPES: set[type] = set()
 
 
-def _verify(card, code, mode, challenge, amount, currency, tds, key_backend) -> tuple[int, str]:
+def _verify(card: CapCard, code: object, mode: Mode, challenge: object, amount: object, currency: object,
+            tds: object, key_backend: IssuerBackend) -> tuple[int, str]:
     _check_call(card, key_backend)
     if currency is not None:
         raise ValueError("the CAP profiles do not MAC a currency: bind it with transaction_challenge")
@@ -393,7 +399,7 @@ class CapChallenge:
     payee_digits: str = ""
 
 
-def _record_bytes(record) -> tuple[object, bytes]:
+def _record_bytes(record: object) -> tuple[object, bytes]:
     from ..cert import payload as _payload  # the canonical bytes a certificate key would sign
 
     if isinstance(record, (bytes, bytearray, memoryview)):
@@ -415,7 +421,7 @@ def _last_digits(text: str, n: int) -> str:
     return digits[-n:].zfill(n)
 
 
-def cap_challenge(record) -> CapChallenge:
+def cap_challenge(record: object) -> CapChallenge:
     """Maps a canonical record (``capkey.cert.payload``: Payment, Batch, Operation, Login, or its bytes,
     which include the server's 32-byte random challenge) to the CAP entry (docs/cap.md §5.4):
 
@@ -446,7 +452,7 @@ def cap_challenge(record) -> CapChallenge:
     return CapChallenge(Mode.RESPOND, h, None, h, "")
 
 
-def transaction_challenge(record) -> str:
+def transaction_challenge(record: object) -> str:
     """The 8-digit Sign challenge of a PAYMENT or BATCH record (see :func:`cap_challenge`)."""
     c = cap_challenge(record)
     if c.mode is not Mode.SIGN:
@@ -454,7 +460,7 @@ def transaction_challenge(record) -> str:
     return c.challenge
 
 
-def operation_challenge(record) -> str:
+def operation_challenge(record: object) -> str:
     """The 8-digit Respond challenge of an OPERATION (R8) or LOGIN record."""
     c = cap_challenge(record)
     if c.mode is not Mode.RESPOND:
@@ -462,7 +468,7 @@ def operation_challenge(record) -> str:
     return c.challenge
 
 
-def verify_cap_payload(card: CapCard, code: str, record, *, key_backend: IssuerBackend) -> int:
+def verify_cap_payload(card: CapCard, code: str, record: object, *, key_backend: IssuerBackend) -> int:
     """Verifies a code made for the server's own record: the mode, challenge and amount all come
     from the record (so a Respond code never passes for a payment, nor a Sign code for a login).
     Returns the ATC to store. Raises :class:`InvalidCode`."""

@@ -94,7 +94,7 @@ class DeviceCandidate:
     kind: str  # "usb" or "sim"
     description: str = ""
     serial_number: str = ""
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
 
 class Device:
@@ -176,7 +176,8 @@ class Device:
                             exc.code.name)
         raise AssertionError("unreachable")
 
-    def _call_once(self, cmd, payload, timeout, cancel, on_keepalive) -> bytes:
+    def _call_once(self, cmd: int, payload: bytes, timeout: float, cancel: threading.Event | None,
+                   on_keepalive: Callable[[int], None] | None) -> bytes:
         rid = self._next_rid()
         self._t.send(Kind.REQUEST, rid, cmd, payload)
         deadline = time.monotonic() + timeout

@@ -42,7 +42,7 @@ class LinkError(Error):
         UNKNOWN = 0xFF  # host only: a code this library does not know (never sent)
 
         @classmethod
-        def _missing_(cls, value):
+        def _missing_(cls, value: object) -> LinkError.ERR:
             return cls.UNKNOWN
 
 

@@ -19,14 +19,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, unique
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..cert.attestation import SLOTS, Attestation, AttestationError, load_public_key
 from ..cert.payload import SignedPayload
 from .errors import LinkError, ProtocolError
+
+if TYPE_CHECKING:
+    from .device import Device
 
 __all__ = ["Cmd", "KeyClient", "KeyState", "KeyStatus", "SlotInfo", "enrol"]
 
@@ -139,7 +143,7 @@ class KeyClient:
     """The certificate key of one connected device (`capkey.link.device.Device` or anything with its
     `call`)."""
 
-    def __init__(self, device):
+    def __init__(self, device: Device):
         self.device = device
 
     def _call(
@@ -303,7 +307,8 @@ class KeyClient:
 
 class _Issuer(Protocol):
     def issue_certificate(
-        self, public_key, attestation, subscription: str, user: str, *, now: dt.datetime
+        self, public_key: ec.EllipticCurvePublicKey, attestation: Attestation, subscription: str,
+        user: str, *, now: dt.datetime
     ) -> x509.Certificate: ...
 
 

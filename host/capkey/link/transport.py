@@ -65,7 +65,7 @@ class FrameError:
     rid: int
 
 
-def crc8(data: bytes) -> int:
+def crc8(data: bytes | bytearray | memoryview) -> int:
     """CRC-8, poly 0x07, init 0 ("123456789" -> 0xF4)."""
     c = 0
     for b in data:
@@ -73,7 +73,7 @@ def crc8(data: bytes) -> int:
     return c
 
 
-def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+def crc16(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
     """CRC-16/CCITT-FALSE, poly 0x1021, init 0xFFFF ("123456789" -> 0x29B1)."""
     for b in data:
         crc = ((crc << 8) & 0xFFFF) ^ _T16[(crc >> 8) ^ b]

@@ -86,7 +86,7 @@ async def login_page(request: Request) -> Response:
                 else "login_cap.html")
         panel = render(page, subscription=pending.subscription, user=pending.user,
                        csrf=web.csrf,
-                       challenge_grouped=group_digits(pending.challenge.cap_challenge),
+                       challenge_grouped=group_digits(pending.challenge.cap_challenge or ""),
                        expires=utc_time(pending.challenge.expires_at))
     elif pending is not None and method == "certificat":
         assert pending.payload is not None

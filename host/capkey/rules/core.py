@@ -284,7 +284,7 @@ class ServiceCore:
         registration = tx.cert_find(user_id, cert.fingerprint)
         if registration is None:  # R16: registered to this user, active (R19)
             if self._sig_dummy is not None:
-                self._sig_dummy(cert, intent, from_us(t))  # type: ignore[arg-type]
+                self._sig_dummy(cert, intent, from_us(t))
             return "cert_not_registered"
         try:
             self._sig.verify(cert, intent, RegisteredCertificate(

@@ -55,10 +55,10 @@ def cap_accepted(result: object, floor: int) -> CapAccepted | None:
     """A CAP verifier's answer as a `CapAccepted`, or None when it is not one the service can
     store: not an ATC (an int, not a bool) strictly above `floor`, or a family that is not a
     short name."""
+    atc: object = result
+    family: object = None
     if isinstance(result, CapAccepted):
         atc, family = result.atc, result.reader_family
-    else:
-        atc, family = result, None
     if not isinstance(atc, int) or isinstance(atc, bool) or atc <= floor:
         return None
     if family is not None and not (isinstance(family, str) and 0 < len(family) <= 40):

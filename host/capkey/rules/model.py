@@ -294,11 +294,12 @@ class LoginResult:
 @dataclass(frozen=True)
 class LoginChallenge:
     """A login challenge: `nonce` (32 random bytes) is what a certificate key signs; `cap_challenge`
-    (8 digits derived from it) is what the person types into the CAP reader (Respond mode)."""
+    (8 digits derived from it) is what the person may type into the CAP reader (Respond mode;
+    None when the service has no CAP verifier)."""
 
     id: str
     nonce: bytes
-    cap_challenge: str
+    cap_challenge: str | None
     expires_at: datetime
 
 

@@ -33,7 +33,7 @@ def _conninfo(dsn: str, *options: str, **params: Any) -> str:
     """`dsn` with `options` (``-c name=value`` settings) appended to its own and `params` set.
     A keyword ``options=`` given to ``psycopg.connect`` would replace the DSN's instead (a
     ``search_path`` in the URL lost on a second connection: issue 12, break 6)."""
-    merged = " ".join(filter(None, (conninfo_to_dict(dsn).get("options"), *options)))
+    merged = " ".join(filter(None, (str(conninfo_to_dict(dsn).get("options") or ""), *options)))
     return make_conninfo(dsn, options=merged or None, **params)
 
 
