@@ -21,6 +21,7 @@ from capkey._cli.audit import audit
 from capkey.store import (
     KEK_FILE_ENV,
     KEY_FILE_ENV,
+    TEST_KEY_ENV,
     AuditKeyError,
     Checkpoint,
     SoftwareAuditKey,
@@ -291,7 +292,7 @@ def test_checkpoint_of_another_database_or_key_or_altered_fails(keyed, engine, t
 def test_a_store_under_another_key_fails_verification_and_refuses_to_write(keyed, monkeypatch):
     monkeypatch.delenv(KEY_FILE_ENV)
     monkeypatch.delenv(KEK_FILE_ENV)
-    for key in (SoftwareAuditKey.generate(), None):  # None: the test key, with a warning
+    for key in (SoftwareAuditKey.generate(), None):  # None: $CAPKEY_AUDIT_TEST_KEY's test key
         store = open_store(keyed.target, schema=keyed.schema, audit_key=key)
         try:
             report = store.verify_audit()
@@ -428,3 +429,17 @@ def test_cli_export_head_refuses_an_altered_trail_and_speaks_of_the_test_key(tmp
     result = CliRunner().invoke(audit, ["--db", db, "export-head", str(out)])
     assert result.exit_code == 1 and "no checkpoint written" in str(result.exception)
     assert not out.exists()
+
+
+def test_a_store_never_picks_the_test_key_on_its_own(tmp_path, monkeypatch, capsys):
+    """A bank deployment must name its audit key: without one (argument or environment) the
+    store refuses to open, and the CLI says so in one line with the usage status."""
+    for name in (KEY_FILE_ENV, KEK_FILE_ENV, TEST_KEY_ENV):
+        monkeypatch.delenv(name, raising=False)
+    db = tmp_path / "bank.db"
+    with pytest.raises(AuditKeyError, match="no audit key"):
+        open_store(str(db))
+    assert not db.exists()
+    open_store(str(db), audit_key=SoftwareAuditKey.for_tests()).close()  # explicit: allowed
+    status, _, err = run(capsys, "audit", "--db", str(db), "verify")
+    assert status == 2 and "no audit key" in err and err.count("\n") == 1

@@ -18,13 +18,13 @@ from test_rules_support import (
 
 from capkey.rules import AuthService, LoginRequest, Outcome
 from capkey.rules.codes import CodeHasher
-from capkey.store import open_store
+from capkey.store import SoftwareAuditKey, open_store
 
 N = 6
 
 
 def _worker(kind, target, schema, when, payload, barrier):
-    store = open_store(target, schema=schema)
+    store = open_store(target, schema=schema, audit_key=SoftwareAuditKey.for_tests())
     try:
         service = AuthService(store, cap_verifier=FakeCap(), signature_verifier=None,
                               clock=ManualClock(datetime.fromisoformat(when)),

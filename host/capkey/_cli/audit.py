@@ -16,8 +16,10 @@ The audit key (links the trail; never stored in the database):
   $CAPKEY_AUDIT_KEY_FILE  the wrapped key file (`capkey audit new-key`)
   $CAPKEY_AUDIT_KEK_FILE  the key-encryption key that unwraps it
                           (16, 24 or 32 bytes, raw or hex)
-Without them the published test key is used: development only, anyone
-who can write the database can then rewrite the trail unseen."""
+  $CAPKEY_AUDIT_TEST_KEY=1 the published test key instead: development only,
+                          anyone who can write the database can then
+                          rewrite the trail unseen
+Without any of them the database is not opened (exit status 2)."""
 
 
 @click.group(epilog=AUDIT_KEY_HELP)

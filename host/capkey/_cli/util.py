@@ -93,7 +93,7 @@ def ask_secret(what: str, *, alternative: str, confirm: bool = False) -> str:
 def open_db(db: str | None, *, existing: bool = False):
     """The store at `db` (a SQLite file or a postgresql:// DSN). `existing`: a missing SQLite file
     is refused instead of created (a typo must not read as an empty, intact database)."""
-    from capkey.store import DEFAULT_PATH, StoreError, open_store
+    from capkey.store import DEFAULT_PATH, AuditKeyError, StoreError, open_store
 
     target = db or DEFAULT_PATH
     if existing and not target.startswith(("postgresql://", "postgres://")) \
@@ -101,6 +101,8 @@ def open_db(db: str | None, *, existing: bool = False):
         raise CliFail(f"no database at {target} (--db, or $CAPKEY_DB).", EXIT_USAGE)
     try:
         return open_store(target)
+    except AuditKeyError as exc:
+        raise CliFail(f"{exc}.", EXIT_USAGE) from None
     except StoreError as exc:
         raise CliFail(f"unusable database: {exc}") from None
     except Exception as exc:  # connection refused, bad path…

@@ -12,8 +12,6 @@ The authentication rules live in `capkey.rules`; this package only knows rows an
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 
 from .audit import AuditRecord, ChainProblem, ChainReport, Checkpoint
@@ -22,6 +20,7 @@ from .errors import Conflict, StoreError
 from .keys import (
     KEK_FILE_ENV,
     KEY_FILE_ENV,
+    TEST_KEY_ENV,
     AuditKey,
     AuditKeyError,
     SoftwareAuditKey,
@@ -37,20 +36,12 @@ from .tx import Tx
 __all__ = [
     "AuditKey", "AuditKeyError", "AuditRecord", "CardRow", "CertRow", "ChainProblem",
     "ChainReport", "ChallengeRow", "Checkpoint", "Conflict", "KEK_FILE_ENV", "KEY_FILE_ENV",
-    "SCHEMA_VERSION", "SessionRow", "SoftwareAuditKey", "Store", "StoreError", "Tx", "UserRow",
+    "SCHEMA_VERSION", "SessionRow", "SoftwareAuditKey", "Store", "StoreError", "TEST_KEY_ENV", "Tx",
+    "UserRow",
     "is_test_key", "load_key_file", "open_store", "read_kek",
 ]
 
 DEFAULT_PATH = "capkey.db"
-log = logging.getLogger(__name__)
-
-
-@functools.cache
-def _unconfigured_key() -> AuditKey:
-    log.warning("no audit key given (audit_key=, or $%s and $%s): the audit trail is keyed under "
-                "the published test key and does not resist someone who can write the database",
-                KEY_FILE_ENV, KEK_FILE_ENV)
-    return SoftwareAuditKey.for_tests()
 
 
 def open_store(target: str | None = None, *, migrate: bool = True, schema: str | None = None,
@@ -62,11 +53,17 @@ def open_store(target: str | None = None, *, migrate: bool = True, schema: str |
     (docs/rules.md, "Durability").
 
     `audit_key` links the audit trail (rules.md R20); when None, the key file named by
-    ``CAPKEY_AUDIT_KEY_FILE`` unwrapped with the KEK file named by ``CAPKEY_AUDIT_KEK_FILE``,
-    else the published test key (with a warning: development only)."""
+    ``CAPKEY_AUDIT_KEY_FILE`` unwrapped with the KEK file named by ``CAPKEY_AUDIT_KEK_FILE``, or
+    the published test key when ``CAPKEY_AUDIT_TEST_KEY=1`` (development only, with a warning;
+    or pass ``SoftwareAuditKey.for_tests()``). Without any, `AuditKeyError`: a store never keys
+    its trail under the test key on its own."""
     target = target or os.environ.get("CAPKEY_DB") or DEFAULT_PATH
     if audit_key is None:
-        audit_key = key_from_environment() or _unconfigured_key()
+        audit_key = key_from_environment()
+    if audit_key is None:
+        raise AuditKeyError(f"no audit key: pass audit_key=, or set ${KEY_FILE_ENV} and "
+                            f"${KEK_FILE_ENV} (capkey audit new-key), or ${TEST_KEY_ENV}=1 for "
+                            f"development")
     store: Store
     if target.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore

@@ -19,6 +19,7 @@ import abc
 import hashlib
 import hmac
 import json
+import logging
 import os
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +30,11 @@ from .errors import StoreError
 
 KEY_FILE_ENV = "CAPKEY_AUDIT_KEY_FILE"
 KEK_FILE_ENV = "CAPKEY_AUDIT_KEK_FILE"
+#: "1": the published test key, for development and tests only (said in a warning and by
+#: ``capkey audit verify``); a store never falls back to it on its own.
+TEST_KEY_ENV = "CAPKEY_AUDIT_TEST_KEY"
+
+_log = logging.getLogger("capkey.store")
 _KIND = "capkey-audit-key"
 _KEY_BYTES = 32
 _KEK_BYTES = (16, 24, 32)
@@ -134,10 +140,14 @@ def load_key_file(key_file: Path, kek: bytes) -> SoftwareAuditKey:
 
 
 def key_from_environment() -> SoftwareAuditKey | None:
-    """The key of ``$CAPKEY_AUDIT_KEY_FILE`` unwrapped with ``$CAPKEY_AUDIT_KEK_FILE``; None when
-    neither is set."""
+    """The key of ``$CAPKEY_AUDIT_KEY_FILE`` unwrapped with ``$CAPKEY_AUDIT_KEK_FILE``; else the
+    published test key when ``$CAPKEY_AUDIT_TEST_KEY`` is ``1`` (with a warning); else None."""
     key_file, kek_file = os.environ.get(KEY_FILE_ENV), os.environ.get(KEK_FILE_ENV)
     if not key_file and not kek_file:
+        if os.environ.get(TEST_KEY_ENV) == "1":
+            _log.warning("$%s=1: the audit trail is keyed under the published test key and does "
+                         "not resist someone who can write the database", TEST_KEY_ENV)
+            return SoftwareAuditKey.for_tests()
         return None
     if not key_file or not kek_file:
         raise AuditKeyError(f"set both {KEY_FILE_ENV} and {KEK_FILE_ENV}, or neither")

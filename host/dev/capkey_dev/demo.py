@@ -47,7 +47,7 @@ from capkey.link.key import KeyClient, enrol
 from capkey.portal.app import PortalConfig, create_app
 from capkey.rules import AuthService, Role
 from capkey.rules.adapters import CapVerifier, SignatureVerifier
-from capkey.store import Store, open_store
+from capkey.store import SoftwareAuditKey, Store, open_store
 from capkey_dev.devview import create_app as create_devview
 from capkey_dev.sim import Simulator, SimulatorError
 
@@ -275,7 +275,9 @@ class Demo:
                 ca = CertificateAuthority.create(
                     self.folder / "ca", name=BANK, now=now - dt.timedelta(minutes=5),
                     encryption=serialization.BestAvailableEncryption(secrets.token_bytes(24)))
-                store = self._store = open_store(str(self.folder / "capkey.db"))
+                # a demonstration bank: its audit trail keyed under the published test key
+                store = self._store = open_store(str(self.folder / "capkey.db"),
+                                                 audit_key=SoftwareAuditKey.for_tests())
                 self.service = AuthService(
                     store, cap_verifier=CapVerifier(backend, origin=self.origin),
                     signature_verifier=SignatureVerifier(ca.trust_config(), ca.revocation(),
@@ -408,7 +410,7 @@ class Demo:
             + (" or the certificate." if self.certificate else "."),
             f"  another user               : {c.other_user} (for « Générer un nouveau code »)",
             "",
-            f"  Audit trail: capkey audit verify --db {self.folder / 'capkey.db'}",
+            f"  Audit trail: CAPKEY_AUDIT_TEST_KEY=1 capkey audit verify --db {self.folder / 'capkey.db'}",
         ]
         return lines
 

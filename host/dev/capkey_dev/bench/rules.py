@@ -32,7 +32,7 @@ from capkey.emv.verifier import Mode, cap_challenge, verify_cap
 from capkey.rules import AuthService, LoginRequest, Outcome
 from capkey.rules.adapters import CapVerifier, card_from_profile
 from capkey.rules.codes import CodeHasher
-from capkey.store import open_store
+from capkey.store import SoftwareAuditKey, open_store
 
 _ORIGIN = "https://banque.example"
 _PG_DSN = "postgresql://capkey:capkey@127.0.0.1:5432/capkey"
@@ -82,7 +82,8 @@ def _profile(pan: str) -> dict:
 
 
 def _service(target: str, schema: str | None, synchronous: str = "FULL") -> AuthService:
-    return AuthService(open_store(target, schema=schema, sqlite_synchronous=synchronous),
+    return AuthService(open_store(target, schema=schema, sqlite_synchronous=synchronous,
+                                  audit_key=SoftwareAuditKey.for_tests()),
                        cap_verifier=CapVerifier(SoftwareIssuerBackend.for_tests(), origin=_ORIGIN),
                        signature_verifier=None, clock=_Clock(),
                        code_hasher=CodeHasher.insecure_for_tests())
