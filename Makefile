@@ -11,7 +11,7 @@ PORT    ?= /dev/ttyACM0
 PG_DSN  := postgresql://capkey:capkey@127.0.0.1:5432/capkey
 APT_PKGS := pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig postgresql chromium
 
-.PHONY: demo test bench hil deploy lint mpy catalog venv system postgres clean
+.PHONY: demo test bench hil deploy lint mpy catalog apidoc venv system postgres clean
 
 $(STAMP): pyproject.toml host/dev/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -49,11 +49,16 @@ lint: venv
 	$(BIN)/lint-imports --config host/importlinter.ini
 	$(BIN)/mypy host/capkey
 	$(BIN)/python -m capkey_dev.catalog --check
+	$(BIN)/python -m capkey_dev.apidoc --check
 	$(BIN)/python -m capkey_dev.typecheck_boards
 
 # The firmware's copy of the host catalogues (boards, CAP profiles, operations): firmware/catalog.py.
 catalog: venv
 	$(BIN)/python -m capkey_dev.catalog
+
+# The public Python API's reference page, docs/api/capkey.html (pdoc, from the docstrings).
+apidoc: venv
+	$(BIN)/python -m capkey_dev.apidoc
 
 # Cross-compile every firmware and board file for the three target architectures.
 mpy: venv

@@ -1,6 +1,6 @@
 """capkey host package: talk to capkey devices, issue their credentials, verify what they produce.
 
-The public API, importable from here (``from capkey import AuthService, open_store``)::
+The public API, importable from here (``from capkey import AuthService, open_store``):
 
     store = open_store("capkey.db", audit_key=load_key_file(key_path, read_kek(kek_path)))
     service = AuthService(store, cap_verifier=CapVerifier(SoftwareIssuerBackend(...), origin=...))
