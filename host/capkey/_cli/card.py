@@ -33,7 +33,7 @@ from ..emv.verifier import CapCard, InvalidCode, Mode, resync, verify_cap
 from ..link.card import CapMode, CardClient, CardState
 from ..link.errors import PinBlocked, ProtocolError
 from ..link.transport import mask_pan
-from .device import _device_option, _open
+from .device import device_option, open_device
 from .util import EXIT_DEVICE, EXIT_USAGE, CliFail, ask_secret, read_secret_file, waiting_printer
 
 _MODES = {"identify": CapMode.IDENTIFY, "respond": CapMode.RESPOND, "sign": CapMode.SIGN, "tds": CapMode.TDS}
@@ -119,7 +119,7 @@ def new_imk(kek_file: Path, label: str, out: Path) -> None:
 
 
 @card.command("personalise")
-@_device_option
+@device_option
 @click.option("--profile", required=True, type=click.Choice(sorted(PROFILES)))
 @click.option("--pan", required=True, help="Card number, 12-19 digits.")
 @click.option("--psn", required=True, type=click.IntRange(0, 99), help="PAN sequence number.")
@@ -152,7 +152,7 @@ def personalise(url, profile, pan, psn, pin_tries, initial_atc, card_file, pin_f
     finally:
         del pin
     try:
-        with _open(url, _protocol_fail) as dev:
+        with open_device(url, _protocol_fail) as dev:
             CardClient(dev).personalise(data)
     finally:
         data[:] = bytes(len(data))
@@ -165,10 +165,10 @@ def personalise(url, profile, pan, psn, pin_tries, initial_atc, card_file, pin_f
 
 
 @card.command("status")
-@_device_option
+@device_option
 def status(url) -> None:
     """State of the device's CAP card."""
-    with _open(url, _protocol_fail) as dev:
+    with open_device(url, _protocol_fail) as dev:
         s = CardClient(dev).status()
     click.echo(f"Card          : {_STATES[s.state]}")
     if s.state is CardState.PERSONALISED:
@@ -181,16 +181,16 @@ def status(url) -> None:
 
 
 @card.command("wipe")
-@_device_option
+@device_option
 def wipe(url) -> None:
     """Erase the card (the person confirms on the device's keypad: OK, or ANNULER)."""
-    with _open(url, _protocol_fail) as dev:
+    with open_device(url, _protocol_fail) as dev:
         CardClient(dev).wipe(on_keepalive=waiting_printer("OK on its keypad to erase the card"))
     click.echo("Card erased.")
 
 
 @card.command("code")
-@_device_option
+@device_option
 @click.option("--mode", required=True, type=click.Choice(list(_MODES)))
 @click.option("--challenge", help="Challenge digits (respond, sign).")
 @click.option("--amount", type=click.IntRange(1, 999_999_999_999), help="Amount in minor units (sign).")
@@ -200,14 +200,14 @@ def code(url, mode, challenge, amount, currency, fields) -> None:
     """Connected mode: ask the device for a code; the person confirms and types the PIN on its
     keypad (nothing is asked here)."""
     cancel = threading.Event()
-    with _open(url, _protocol_fail) as dev:
+    with open_device(url, _protocol_fail) as dev:
         try:
             result = CardClient(dev).get_code(
                 _MODES[mode], challenge=challenge, amount=amount, currency=currency,
                 fields=list(fields) if fields else None, cancel=cancel,
                 on_keepalive=waiting_printer("OK, then the card's PIN, on its keypad"),
             )
-        except ValueError as exc:  # caught here, or _open would call it an unreadable answer
+        except ValueError as exc:  # caught here, or open_device would call it an unreadable answer
             raise click.UsageError(str(exc)) from exc
     click.echo(result)
 
@@ -252,7 +252,7 @@ def verify(card_file, mode, challenge, amount, fields, second, imk_file, kek_fil
 
 
 @card.command("pcsc")
-@_device_option
+@device_option
 @click.option("--soft-card", type=click.Path(file_okay=False, path_type=Path),
               help="Serve the firmware soft card of this store folder (MicroPython) instead of a device.")
 @click.option("--port", default=35963, show_default=True, help="vpcd port of pcscd.")
@@ -280,7 +280,7 @@ def pcsc(url, soft_card, port) -> None:
         finally:
             endpoint.close()
         return
-    with _open(url, _protocol_fail) as dev:
+    with open_device(url, _protocol_fail) as dev:
         client = CardClient(dev)
         try:
             client.card_reset()

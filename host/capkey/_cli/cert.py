@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from ..cert.ca import DEFAULT_POLICY_OID, CaError, CertificateAuthority, RevocationReason
 from ..link.errors import PinBlocked, ProtocolError
 from ..link.key import KeyClient, KeyState, enrol
-from .device import _device_option, _open
+from .device import device_option, open_device
 from .util import EXIT_USAGE, CliFail, ask_secret, echo_err, waiting_printer
 
 _PASSWORD_ENV = "CAPKEY_CA_PASSWORD"
@@ -153,12 +153,12 @@ def ca_crl(ca_dir: Path) -> None:
 
 
 @cert.command("provision")
-@_device_option
+@device_option
 @_ca_option
 def provision(url: str | None, ca_dir: Path) -> None:
     """Factory step: record the device's attestation public key in the CA's registry."""
     ca = _load_ca(ca_dir)
-    with _open(url, _device_failure) as dev:
+    with open_device(url, _device_failure) as dev:
         serial = dev.info().serial
         point = KeyClient(dev).attestation_key()
     try:
@@ -169,7 +169,7 @@ def provision(url: str | None, ca_dir: Path) -> None:
 
 
 @cert.command("enrol")
-@_device_option
+@device_option
 @_ca_option
 @click.option("--slot", type=click.IntRange(0, 3), required=True, help="Key slot 0-3.")
 @click.option("--subscription", required=True, help="The subscription (the portal's \"Identifiant client\").")
@@ -181,7 +181,7 @@ def enrol_cmd(url: str | None, ca_dir: Path, slot: int, subscription: str, user:
     The person confirms on the device and types the PIN on its keypad (on first use, chooses
     the PIN and the PUK there)."""
     ca = _load_ca(ca_dir)
-    with _open(url, _device_failure) as dev:
+    with open_device(url, _device_failure) as dev:
         try:
             certificate = enrol(
                 KeyClient(dev),
@@ -200,10 +200,10 @@ def enrol_cmd(url: str | None, ca_dir: Path, slot: int, subscription: str, user:
 
 
 @cert.command("list")
-@_device_option
+@device_option
 def list_cmd(url: str | None) -> None:
     """The device's key slots and certificates, and the PIN/PUK tries left."""
-    with _open(url, _device_failure) as dev:
+    with open_device(url, _device_failure) as dev:
         key = KeyClient(dev)
         status = key.status()
         certs = key.certificates()
@@ -259,18 +259,18 @@ def revoke(ca_dir: Path, ref: str, reason: str) -> None:
 
 
 @cert.command("delete")
-@_device_option
+@device_option
 @click.option("--slot", type=click.IntRange(0, 3), required=True)
 def delete(url: str | None, slot: int) -> None:
     """Erase a slot's key and certificate (the person confirms and types the PIN on the
     device)."""
-    with _open(url, _device_failure) as dev:
+    with open_device(url, _device_failure) as dev:
         KeyClient(dev).delete(slot, on_keepalive=waiting_printer(_ON_KEYPAD))
     click.echo(f"Slot {slot} erased.")
 
 
 @click.command("agent")
-@_device_option
+@device_option
 @click.option(
     "--origin",
     "origins",
@@ -284,13 +284,13 @@ def agent(url: str | None, origins: tuple[str, ...], port: int) -> None:
     import uvicorn
 
     from ..agent.app import AgentConfig, create_app, device_opener, parse_origins
-    from .device import _resolve
+    from .device import resolve_device
 
     try:
         allowed = parse_origins(origins)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--origin") from None
-    config = AgentConfig(allowed_origins=allowed, port=port, open_key=device_opener(_resolve(url)))
+    config = AgentConfig(allowed_origins=allowed, port=port, open_key=device_opener(resolve_device(url)))
     echo_err(f"Signing agent on http://127.0.0.1:{port} for {', '.join(sorted(allowed))}")
     uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="warning")
 

@@ -26,7 +26,7 @@ _SENTENCES = {
 }
 
 
-def _device_option(f):
+def device_option(f):
     return click.option(
         "-d", "--device", "url", envvar="CAPKEY_DEVICE", metavar="URL",
         help="/dev/ttyACM0, socket://127.0.0.1:PORT… (or $CAPKEY_DEVICE). "
@@ -34,7 +34,7 @@ def _device_option(f):
     )(f)
 
 
-def _resolve(url: str | None) -> str:
+def resolve_device(url: str | None) -> str:
     if url:
         return url
     found = scan_devices()
@@ -47,11 +47,11 @@ def _resolve(url: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _open(url: str | None,
+def open_device(url: str | None,
           explain: Callable[[ProtocolError], str | None] | None = None) -> Iterator[Device]:
     """Opens the device. A device's error reply gets the sentence `explain` (a command group's
     own) or _SENTENCES has for it; every other link failure goes up to main() as it is."""
-    url = _resolve(url)
+    url = resolve_device(url)
     try:
         with Device.open(url, hello_timeout=HELLO_TIMEOUT) as dev:
             yield dev
@@ -77,10 +77,10 @@ def devices() -> None:
 
 
 @click.command("info")
-@_device_option
+@device_option
 def info(url: str | None) -> None:
     """Firmware, protocol version, board, serial number and memory of the device."""
-    with _open(url) as dev:
+    with open_device(url) as dev:
         i = dev.info()
         click.echo(f"Device        : {dev.url}")
         click.echo(f"Firmware      : {i.firmware_version}")
@@ -93,14 +93,14 @@ def info(url: str | None) -> None:
 
 
 @click.command("screen")
-@_device_option
+@device_option
 @click.option("--png", "png", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a PNG screenshot to this file.")
 @click.option("--scale", type=click.IntRange(1, 16), default=4, show_default=True,
               help="Pixels per display pixel in the PNG.")
 def screen(url: str | None, png: Path | None, scale: int) -> None:
     """Print the text on the device's display; --png saves a screenshot."""
-    with _open(url) as dev:
+    with open_device(url) as dev:
         fb, lines = dev.screen()
     if png is not None:
         try:
@@ -112,7 +112,7 @@ def screen(url: str | None, png: Path | None, scale: int) -> None:
 
 
 @click.command("press")
-@_device_option
+@device_option
 @click.argument("keys")
 def press(url: str | None, keys: str) -> None:
     """Press KEYS on the keypad (simulator only): 0-9, A CODE, B SIGN, C CORR, D OK,
@@ -121,15 +121,15 @@ def press(url: str | None, keys: str) -> None:
     bad = sorted({k for k in keys if k not in KEYS})
     if bad or not keys:
         raise click.BadParameter(f"keys are among {KEYS}", param_hint="KEYS")
-    with _open(url) as dev:
+    with open_device(url) as dev:
         dev.press(keys)
 
 
 @click.command("reboot")
-@_device_option
+@device_option
 def reboot(url: str | None) -> None:
     """Restart the device."""
-    with _open(url) as dev:
+    with open_device(url) as dev:
         dev.reboot()
     click.echo("Restart requested.")
 
