@@ -3,6 +3,8 @@
 #   system.install(link, firmware_version="0.1.0")   # link: a LinkServer with .board and .ui
 import asyncio
 import gc
+import os
+import sys
 
 from micropython import const
 
@@ -25,6 +27,10 @@ TAG_HEAP_FREE = const(0x05)  # u32
 TAG_HEAP_TOTAL = const(0x06)  # u32
 TAG_APP = const(0x07)  # UTF-8 "name/version", once per installed app
 TAG_MAX_PAYLOAD = const(0x08)  # u16
+TAG_MICROPYTHON = const(0x09)  # UTF-8 "1.29.0", the interpreter's version
+TAG_PLATFORM = const(0x0A)  # UTF-8 sys.platform ("rp2", "esp32", "linux")
+TAG_FLASH_FREE = const(0x0B)  # u32 bytes free on the store's filesystem (capped at 2^32 - 1)
+TAG_FLASH_TOTAL = const(0x0C)  # u32 bytes of that filesystem (capped)
 
 _PROTO_MIN = const(1)
 _PROTO_MAX = const(1)
@@ -67,6 +73,18 @@ class _System:
         _tlv(out, TAG_MAX_PAYLOAD, self.link.max_payload.to_bytes(2, "big"))
         for name, version in self.link.apps:
             _tlv(out, TAG_APP, (name + "/" + version).encode())
+        v = sys.implementation.version
+        _tlv(out, TAG_MICROPYTHON, ("%d.%d.%d" % (v[0], v[1], v[2])).encode())
+        _tlv(out, TAG_PLATFORM, sys.platform.encode())
+        storage = getattr(b, "storage", None)
+        if storage:
+            try:
+                st = os.statvfs(storage)
+            except OSError:  # no filesystem to report: the tags are left out
+                st = None
+            if st is not None:
+                _tlv(out, TAG_FLASH_FREE, _u32(st[0] * st[3]))
+                _tlv(out, TAG_FLASH_TOTAL, _u32(st[0] * st[2]))
         return out
 
     async def ping(self, req):
@@ -113,6 +131,10 @@ class _System:
             r = inject(chr(keys[i]))
             if r is not None and hasattr(r, "send"):  # an async inject_key
                 await r
+
+
+def _u32(n):
+    return (n if n < 0xFFFFFFFF else 0xFFFFFFFF).to_bytes(4, "big")
 
 
 def _tlv(out, tag, value):

@@ -73,7 +73,23 @@ async def test_info_tlv():
     assert int.from_bytes(tags[system.TAG_HEAP_TOTAL], "big") == 194560
     assert tags[system.TAG_MAX_PAYLOAD] == b"\x04\x00"
     assert [v for t, v in tlv if t == system.TAG_APP] == [b"cap/0.1.0"]
+    import sys
+
+    v = sys.implementation.version
+    assert tags[system.TAG_MICROPYTHON] == ("%d.%d.%d" % (v[0], v[1], v[2])).encode()
+    assert tags[system.TAG_PLATFORM] == sys.platform.encode()
+    assert system.TAG_FLASH_FREE not in tags  # this fake board has no storage folder
     assert (await d.call(system.CMD_INFO, b"x"))[0] == ERR_INVALID_PARAMETER
+    await d.close()
+
+
+async def test_info_reports_the_store_filesystem():
+    d = Dev()
+    d.board.storage = "/tmp"
+    tags = dict(_tlv((await d.call(system.CMD_INFO))[1]))
+    free = int.from_bytes(tags[system.TAG_FLASH_FREE], "big")
+    total = int.from_bytes(tags[system.TAG_FLASH_TOTAL], "big")
+    assert 0 < free <= total, (free, total)
     await d.close()
 
 

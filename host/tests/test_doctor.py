@@ -30,7 +30,7 @@ def test_doctor_against_a_simulator_all_ok(sim, capsys):
     assert status == 0 and not err
     assert all(LINE.match(line) for line in lines), lines
     assert [line.split()[1].rstrip(":") for line in lines] == [
-        "link", "protocol", "firmware", "apps", "heap"]
+        "link", "micropython", "protocol", "firmware", "apps", "heap", "flash"]
     assert all(line.startswith("OK") for line in lines)
 
 
@@ -94,3 +94,10 @@ def test_udev_rules_cover_every_usb_id_and_install(tmp_path, monkeypatch, capsys
 def test_udev_install_where_it_may_not_write_is_one_line(tmp_path, capsys):
     status, _, err = run(capsys, "udev", "--install", "--path", str(tmp_path / "no" / "dir.rules"))
     assert status == 2 and err.startswith("Error: cannot install the rules") and err.count("\n") == 1
+
+
+def test_micropython_versions_other_than_the_tested_one_warn():
+    assert doctor._micropython_check("1.29.0", "rp2").status is Status.OK
+    older = doctor._micropython_check("1.22.2", "rp2")
+    assert older.status is Status.WARN and "tested with 1.29" in older.detail
+    assert doctor._micropython_check("", "").status is Status.WARN  # an older firmware's INFO

@@ -21,9 +21,9 @@ def doctor(url: str | None) -> None:
     \b
     A serial port (/dev/ttyACM0): it exists, this user may open it (dialout
     or uucp group), no ModemManager or brltty holds it, the udev rule is
-    installed. Then the board: it answers, its protocol and firmware versions
-    against this capkey's, its apps, its free heap. Exit status 0 when no
-    check failed, 3 when one did."""
+    installed. Then the board: it answers, its MicroPython version and port,
+    its protocol and firmware versions against this capkey's, its apps, its
+    free heap and flash. Exit status 0 when no check failed, 3 when one did."""
     url = resolve_device(url)
     checks = diagnose(url, host_version=__version__)
     for check in checks:

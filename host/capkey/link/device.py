@@ -61,10 +61,16 @@ class DeviceInfo:
     heap_total: int = 0
     max_payload: int = 0
     apps: tuple[tuple[str, str], ...] = ()
+    micropython: str = ""  #: the interpreter's version ("1.29.0"); "" from older firmware
+    platform: str = ""  #: its sys.platform ("rp2", "esp32", "linux" for the simulator)
+    flash_free: int = 0  #: bytes free on the store's filesystem (0: not reported)
+    flash_total: int = 0
 
     _TAGS = {1: "firmware_version", 2: "protocol_version", 3: "board", 4: "serial",
-             5: "heap_free", 6: "heap_total", 8: "max_payload"}
-    _INTS = {"protocol_version", "heap_free", "heap_total", "max_payload"}
+             5: "heap_free", 6: "heap_total", 8: "max_payload", 9: "micropython",
+             10: "platform", 11: "flash_free", 12: "flash_total"}
+    _INTS = {"protocol_version", "heap_free", "heap_total", "max_payload", "flash_free",
+             "flash_total"}
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DeviceInfo:

