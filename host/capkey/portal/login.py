@@ -21,7 +21,7 @@ from ..rules import (
     display_lines,
     signing_payload,
 )
-from .render import Markup, alert, group_digits, join, render, tabs, utc_time
+from .render import Markup, alert, esc, group_digits, join, render, tabs, utc_time
 from .session import PendingLogin, WebSession
 from .web import (
     FAILED,
@@ -82,12 +82,22 @@ async def login_page(request: Request) -> Response:
     sub, user = web.form.get("identifiant", ""), web.form.get("utilisateur", "")
     if pending is not None and method == "cap":
         # the guide's CODE key, or the bank's "Respond only" policy (rules.md, "Mode separation")
-        page = ("login_cap_respond.html" if site.service.config.cap_login_respond_only
-                else "login_cap.html")
-        panel = render(page, subscription=pending.subscription, user=pending.user,
-                       csrf=web.csrf,
-                       challenge_grouped=group_digits(pending.challenge.cap_challenge or ""),
-                       expires=utc_time(pending.challenge.expires_at))
+        challenge = esc(group_digits(pending.challenge.cap_challenge or ""))
+        expires = esc(utc_time(pending.challenge.expires_at))
+        if site.service.config.cap_login_respond_only:
+            steps = render("cap_steps_respond.html", challenge_grouped=challenge)
+            note = Markup(f"Le code défi vaut pour cette connexion seulement et expire à {expires}. "
+                          "Le guide décrit la touche <kbd>CODE</kbd> ; votre banque demande ici "
+                          "un code calculé sur son défi (mode Réponse), qui ne peut servir "
+                          "qu'une fois et pour cette connexion.")
+        else:
+            steps = render("cap_steps_code.html")
+            note = Markup("Le code ne sert qu'une fois. Votre lecteur peut aussi le calculer sur "
+                          f'le code défi <strong class="challenge" id="cap-challenge">{challenge}'
+                          "</strong> (touche <kbd>SIGN</kbd>, « Réponse ») : ce code défi vaut "
+                          f"pour cette connexion seulement et expire à {expires}.")
+        panel = render("login_cap.html", subscription=pending.subscription, user=pending.user,
+                       csrf=web.csrf, steps=steps, note=note)
     elif pending is not None and method == "certificat":
         assert pending.payload is not None
         signer = render("signer.html", agent=config.agent_url, form="form-cert",
