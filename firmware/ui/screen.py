@@ -38,17 +38,35 @@ _MARKS = (
 )
 
 
+# Where a word longer than a row (an address, an IBAN-like value) is cut when it has no space:
+# after the last of these on the row, the first group preferred ("http://" / "127.0.0.1:8400/"
+# / "connexion", not "http://127.0.0." / "1:8400/connexion"); a hard cut only without any.
+_BREAKS = ("/", ":?&=", ".-_,;@")
+
+
+def _cut(text, width):
+    # (end of this row, start of the next) for text longer than width
+    cut = text.rfind(" ", 0, width + 1)
+    if cut > 0:
+        return cut, cut + 1
+    for group in _BREAKS:
+        best = -1
+        for ch in group:
+            i = text.rfind(ch, 0, width)
+            if i > best:
+                best = i
+        if best > 0:
+            return best + 1, best + 1
+    return width, width
+
+
 def wrap(text, width, out):
-    """Append the rows of `text` cut at spaces to `width` columns to the list `out` (words longer
-    than a row are cut). Returns out."""
+    """Append the rows of `text` cut at spaces to `width` columns to the list `out` (a word longer
+    than a row is cut after a separator, _BREAKS, or at the row's end without one). Returns out."""
     while len(text) > width:
-        cut = text.rfind(" ", 0, width + 1)
-        if cut <= 0:
-            out.append(text[:width])
-            text = text[width:]
-        else:
-            out.append(text[:cut])
-            text = text[cut + 1 :]
+        end, start = _cut(text, width)
+        out.append(text[:end])
+        text = text[start:]
     out.append(text)
     return out
 

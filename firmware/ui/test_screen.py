@@ -79,6 +79,12 @@ def test_wrap():
     assert wrap("Choisir la fonction", 16, []) == ["Choisir la", "fonction"]
     assert wrap("Sélectionnez votre certificat", 16, []) == ["Sélectionnez", "votre certificat"]
     assert wrap("0123456789abcdef0123", 16, []) == ["0123456789abcdef", "0123"]
+    # an address is cut after a separator, never inside a number or a word
+    assert wrap("Connexion à http://127.0.0.1:8400", 16, []) == [
+        "Connexion à", "http://", "127.0.0.1:8400"]
+    assert wrap("https://banque.example/connexion", 16, []) == [
+        "https://", "banque.example/", "connexion"]
+    assert wrap("127.0.0.1:84001234", 16, []) == ["127.0.0.1:", "84001234"]
     assert wrap("", 16, []) == [""]
 
 
