@@ -101,3 +101,13 @@ def test_micropython_versions_other_than_the_tested_one_warn():
     older = doctor._micropython_check("1.22.2", "rp2")
     assert older.status is Status.WARN and "tested with 1.29" in older.detail
     assert doctor._micropython_check("", "").status is Status.WARN  # an older firmware's INFO
+
+
+def test_a_board_speaking_another_protocol_is_told_to_update(monkeypatch):
+    def no_common_version(url, **kw):
+        raise doctor.VersionMismatch((1, 1), (2, 3))
+
+    monkeypatch.setattr(doctor.Device, "open", no_common_version)
+    (check,) = diagnose("socket://127.0.0.1:9", host_version="0.1.0")
+    assert (check.status, check.name) == (Status.FAIL, "protocol")
+    assert "2..3" in check.detail and "capkey deploy" in check.fix

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..catalog.boards import USB_IDS
 from .device import Device
-from .errors import LinkError
+from .errors import LinkError, VersionMismatch
 
 __all__ = [
     "UDEV_RULES_PATH", "Check", "Status", "diagnose", "install_udev_rules", "port_holders",
@@ -33,8 +33,6 @@ __all__ = [
 
 #: Where `capkey udev --install` puts the rules (60-: before systemd's 73-seat-late uaccess).
 UDEV_RULES_PATH = Path("/etc/udev/rules.d/60-capkey.rules")
-#: The firmware's link protocol this host speaks (docs/protocol.md).
-PROTOCOL_VERSION = 1
 #: Below this share of the heap free at idle, a flow may run out of memory (issue 14's target is
 #: 25% free at the peak of every flow).
 _HEAP_FREE_SHARE = 0.25
@@ -179,8 +177,11 @@ def _udev_check(path: Path = UDEV_RULES_PATH) -> Check:
 
 def _device_checks(url: str, host_version: str) -> Iterator[Check]:
     try:
-        with Device.open(url, hello_timeout=_HELLO_TIMEOUT) as dev:
+        with Device.open(url, hello_timeout=_HELLO_TIMEOUT) as dev:  # HELLO negotiates the protocol
             info = dev.info()
+    except VersionMismatch as exc:
+        yield Check(Status.FAIL, "protocol", str(exc), "`capkey deploy` this capkey's firmware")
+        return
     except LinkError as exc:
         yield Check(Status.FAIL, "link", f"no answer ({exc})",
                     "is capkey's firmware on the board (`capkey deploy`)? a board stuck in "
@@ -191,12 +192,7 @@ def _device_checks(url: str, host_version: str) -> Iterator[Check]:
         return
     yield Check(Status.OK, "link", f"{info.board} {info.serial} answers")
     yield _micropython_check(info.micropython, info.platform)
-    if info.protocol_version == PROTOCOL_VERSION:
-        yield Check(Status.OK, "protocol", f"version {info.protocol_version}")
-    else:
-        yield Check(Status.FAIL, "protocol",
-                    f"the board speaks version {info.protocol_version}, this capkey "
-                    f"{PROTOCOL_VERSION}", "`capkey deploy` the firmware of this capkey")
+    yield Check(Status.OK, "protocol", f"version {info.protocol_version}")
     if info.firmware_version == host_version:
         yield Check(Status.OK, "firmware", f"{info.firmware_version}, as this capkey")
     else:
