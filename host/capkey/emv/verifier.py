@@ -163,7 +163,7 @@ _IDENTIFY, _RESPOND, _SIGN, _SIGN_TDS = Mode.IDENTIFY, Mode.RESPOND, Mode.SIGN, 
 
 #: A code prepared once for all its candidates (`_prepare`): UN, amount, TDS fields, the code's
 #: bits at their IPB positions, the IAD variants its constant bits allow, its cryptogram bits.
-_Prepared = tuple[bytes, bytes, 'tuple[str, ...] | None', int, 'tuple[bytes, ...]', bytes]
+_Prepared = tuple[bytes, bytes, tuple[str, ...] | None, int, tuple[bytes, ...], bytes]
 
 
 def _mode_data(mode: object, challenge: object, amount: object, tds: object
