@@ -133,7 +133,7 @@ class Use:
         need = _need.get(self.names, 0)
         if _open and gc.mem_free() < need and not _all_loaded(self.names):
             # known not to fit next to what the open uses hold: fail before importing (a failed
-            # import costs time and leaves its half-built code in the heap for a while)
+            # import costs time and can leave its half-built code in the heap for good)
             raise MemoryError("ondemand: heap short")
         before = gc.mem_alloc()
         old = dict.fromkeys(sys.modules)

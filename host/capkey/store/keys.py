@@ -34,7 +34,7 @@ KEK_FILE_ENV = "CAPKEY_AUDIT_KEK_FILE"
 #: ``capkey audit verify``); a store never falls back to it on its own.
 TEST_KEY_ENV = "CAPKEY_AUDIT_TEST_KEY"
 
-_log = logging.getLogger("capkey.store")
+_log = logging.getLogger(__name__)
 _KIND = "capkey-audit-key"
 _KEY_BYTES = 32
 _KEK_BYTES = (16, 24, 32)
