@@ -45,7 +45,8 @@ DEFAULT_PATH = "capkey.db"
 
 
 def open_store(target: str | None = None, *, migrate: bool = True, schema: str | None = None,
-               sqlite_synchronous: str = "FULL", audit_key: AuditKey | None = None) -> Store:
+               sqlite_synchronous: str = "FULL", audit_key: AuditKey | None = None,
+               group_commit: bool = True) -> Store:
     """Opens a store. `target` is a SQLite file path or a ``postgresql://`` DSN; when None, the
     environment variable ``CAPKEY_DB`` or ``capkey.db``. `schema` selects a PostgreSQL schema
     (created if missing). With `migrate`, missing migrations are applied. `sqlite_synchronous`
@@ -56,7 +57,11 @@ def open_store(target: str | None = None, *, migrate: bool = True, schema: str |
     ``CAPKEY_AUDIT_KEY_FILE`` unwrapped with the KEK file named by ``CAPKEY_AUDIT_KEK_FILE``, or
     the published test key when ``CAPKEY_AUDIT_TEST_KEY=1`` (development only, with a warning;
     or pass ``SoftwareAuditKey.for_tests()``). Without any, `AuditKeyError`: a store never keys
-    its trail under the test key on its own."""
+    its trail under the test key on its own.
+
+    `group_commit` (default on) commits the decisions of concurrent threads together, each
+    answered once its batch is durable (`Store.transaction`); off, every decision has its own
+    commit and flush."""
     target = target or os.environ.get("CAPKEY_DB") or DEFAULT_PATH
     if audit_key is None:
         audit_key = key_from_environment()
@@ -68,13 +73,15 @@ def open_store(target: str | None = None, *, migrate: bool = True, schema: str |
     if target.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
-        store = PostgresStore(target, audit_key=audit_key, schema=schema)
+        store = PostgresStore(target, audit_key=audit_key, schema=schema,
+                              group_commit=group_commit)
     else:
         if schema is not None:
             raise StoreError("schema applies to PostgreSQL only")
         from .sqlite import SqliteStore
 
-        store = SqliteStore(target, audit_key=audit_key, synchronous=sqlite_synchronous)
+        store = SqliteStore(target, audit_key=audit_key, synchronous=sqlite_synchronous,
+                            group_commit=group_commit)
     if migrate:
         store.migrate()
     return store

@@ -25,9 +25,22 @@ from .tx.audit import AUDIT_INSERT
 from .tx.core import TxCore
 
 
+class _Batch:
+    """The decisions of several transactions in one database transaction (group commit)."""
+
+    __slots__ = ("conn", "members", "done", "error")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.members = 0
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
 class Store(ABC):
-    """A capkey database. Thread-safe (one connection, one transaction at a time); open one
-    `Store` per process.
+    """A capkey database. Thread-safe (one connection, one transaction at a time, several
+    threads' decisions committed together: see `transaction`); open one `Store` per process.
+    `group_commit=False` gives every transaction its own commit; `max_batch` bounds a batch.
 
     `audit_key` links the audit trail (`capkey.store.keys`); it is never written to the database.
 
@@ -61,12 +74,21 @@ class Store(ABC):
     _for_update = ""
     _for_update_plain = ""
 
-    def __init__(self, audit_key: AuditKey) -> None:
+    def __init__(self, audit_key: AuditKey, *, group_commit: bool = True,
+                 max_batch: int = 64) -> None:
         if not isinstance(audit_key, AuditKey):
             raise TypeError("audit_key must be an AuditKey")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self.audit_key = audit_key
         self._audit_key_checked = False  # see `Tx._check_audit_key`
-        self._lock = threading.RLock()
+        self.group_commit = group_commit
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queued = 0  # threads waiting for `_lock` (see `_turn`)
+        self._holder: int | None = None
+        self._batch: _Batch | None = None
         # Last audit chain heads this store wrote (a hint for `Tx._flush_audit`, never trusted:
         # the write that uses it is conditional on the head being unchanged).
         self._audit_heads: dict[int, tuple[int, bytes]] = {}
@@ -75,37 +97,129 @@ class Store(ABC):
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        """A read-only transaction (takes no write lock; writes in it fail)."""
-        with self._lock:
-            conn = self._connection()
-            self._begin_read(conn)
-            tx = Tx(self, conn)
-            try:
-                yield tx
-            finally:
-                self._rollback(conn)
+        """A read-only transaction (takes no write lock; writes in it fail). While a batch of
+        decisions is open (group commit), it reads inside that batch, so it sees the decisions
+        made before it, and writes nothing."""
+        with self._turn():
+            batch = self._batch
+            if batch is None:
+                conn = self._connection()
+                self._begin_read(conn)
+                try:
+                    yield Tx(self, conn)
+                finally:
+                    self._rollback(conn)
+                return
+            with self._savepoint(batch.conn, release=False) as conn:
+                yield Tx(self, conn)
+            batch.members += 1
+        self._await(batch)  # what it read is reported only once it is durable
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[Tx]:
         """A write transaction. `durable=False` allows the engine to skip the flush to disk at
         commit (used only for data whose loss at a power cut is harmless, e.g. issued challenges).
-        Commits on normal exit, rolls back on an exception."""
-        with self._lock:
-            conn = self._connection(durable)
-            self._begin(conn, durable)
-            tx = Tx(self, conn)
-            try:
+        Commits on normal exit, rolls back on an exception.
+
+        With group commit (the default), a transaction that starts while others are waiting
+        for their turn joins one database transaction with them, each in its own savepoint (a
+        failure rolls back only its own part); the last of the queue commits them all with one
+        flush. The block returns only once its batch is durable, and raises `StoreError` if
+        that commit failed (then none of the batch's decisions happened)."""
+        if not self.group_commit:
+            with self._turn():
+                yield from self._single(durable)
+            return
+        with self._turn():
+            batch = self._batch
+            if batch is None and not durable:
+                yield from self._single(False)  # alone: the fast path, no flush
+                return
+            if batch is None:
+                conn = self._connection(True)
+                self._begin(conn, True)
+                batch = self._batch = _Batch(conn)
+            with self._savepoint(batch.conn, release=True) as conn:
+                tx = Tx(self, conn)
                 yield tx
                 tx._flush_audit()
-            except BaseException:
-                self._audit_heads.clear()
-                self._rollback(conn)
-                raise
+            batch.members += 1
+        self._await(batch)
+
+    # -- group commit -------------------------------------------------------------------------
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Holds the store's lock for one transaction. On the way out, the open batch is
+        committed unless another transaction is already queued for the lock (it will join the
+        batch and commit it in turn) and the batch is below `max_batch`."""
+        if self._holder == threading.get_ident():
+            raise StoreError("a transaction is already open in this thread")
+        with self._queue_lock:
+            self._queued += 1
+        with self._lock:
+            with self._queue_lock:
+                self._queued -= 1
+            self._holder = threading.get_ident()
             try:
-                self._commit(conn)
-            except BaseException:
-                self._audit_heads.clear()
-                raise
+                yield
+            finally:
+                self._holder = None
+                batch = self._batch
+                if batch is not None and (self._queued == 0 or batch.members >= self.max_batch):
+                    self._commit_batch(batch)
+
+    @staticmethod
+    def _await(batch: _Batch) -> None:
+        batch.done.wait()
+        if batch.error is not None:
+            raise StoreError("the batch this transaction was in could not be committed: "
+                             "none of its decisions happened") from batch.error
+
+    def _commit_batch(self, batch: _Batch) -> None:
+        self._batch = None
+        try:
+            self._commit(batch.conn)
+        except BaseException as exc:
+            self._audit_heads.clear()
+            self._rollback(batch.conn)
+            batch.error = exc
+        batch.done.set()
+
+    @contextmanager
+    def _savepoint(self, conn: Any, *, release: bool) -> Iterator[Any]:
+        """A savepoint on `conn`: released (`release`) or rolled back on normal exit; rolled
+        back on an exception, which propagates."""
+        run = self._execute
+        run(conn, "SAVEPOINT member", ())
+        try:
+            yield conn
+        except BaseException:
+            self._audit_heads.clear()
+            run(conn, "ROLLBACK TO SAVEPOINT member", ())
+            run(conn, "RELEASE SAVEPOINT member", ())
+            raise
+        if not release:
+            run(conn, "ROLLBACK TO SAVEPOINT member", ())
+        run(conn, "RELEASE SAVEPOINT member", ())
+
+    def _single(self, durable: bool) -> Iterator[Tx]:
+        """One transaction, one commit (``group_commit=False``)."""
+        conn = self._connection(durable)
+        self._begin(conn, durable)
+        tx = Tx(self, conn)
+        try:
+            yield tx
+            tx._flush_audit()
+        except BaseException:
+            self._audit_heads.clear()
+            self._rollback(conn)
+            raise
+        try:
+            self._commit(conn)
+        except BaseException:
+            self._audit_heads.clear()
+            raise
 
     def insert_challenge(self, row: ChallengeRow, now: int) -> None:
         """Stores an issued login challenge. Not a decision (losing it at a power cut only means

@@ -43,8 +43,8 @@ class PostgresStore(Store):
     _for_update_plain = " FOR UPDATE"
 
     def __init__(self, dsn: str, *, audit_key: AuditKey, schema: str | None = None,
-                 connect_timeout: int = 5):
-        super().__init__(audit_key)
+                 connect_timeout: int = 5, group_commit: bool = True):
+        super().__init__(audit_key, group_commit=group_commit)
         self.schema = schema
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise ValueError("schema name must be a lower-case SQL identifier")

@@ -32,8 +32,8 @@ class SqliteStore(Store):
     dialect = "sqlite"
 
     def __init__(self, path: str, *, audit_key: AuditKey, busy_timeout_ms: int = _BUSY_TIMEOUT_MS,
-                 synchronous: str = "FULL"):
-        super().__init__(audit_key)
+                 synchronous: str = "FULL", group_commit: bool = True):
+        super().__init__(audit_key, group_commit=group_commit)
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL (default) or NORMAL (see docs/rules.md)")
         self.path = path

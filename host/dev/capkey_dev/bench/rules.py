@@ -5,7 +5,7 @@ record), on SQLite (one process) and PostgreSQL (1, 2, 4 processes, different us
 next to the crypto-only rate (the same `verify_cap` calls without the store) from the same run.
 
 Excluded from the timing: the card's side (computing each code) and confidential-code hashing
-(no CODE logins here). PostgreSQL is measured when CAPKEY_PG_DSN (or the default local DSN of
+(no CODE logins here). PostgreSQL is measured when CAPKEYPG_DSN (or the default local DSN of
 host/tests/start_postgres.sh) answers.
 
 Failure timing (R2): the median time of a refused CAP login per path (wrong code for a known user,
@@ -35,7 +35,7 @@ from capkey.rules.codes import CodeHasher
 from capkey.store import SoftwareAuditKey, open_store
 
 _ORIGIN = "https://banque.example"
-_PG_DSN = "postgresql://capkey:capkey@127.0.0.1:5432/capkey"
+PG_DSN = "postgresql://capkey:capkey@127.0.0.1:5432/capkey"
 _USERS = 64
 _LOGINS = 3000  # per process and run
 _FAILURES = 600  # refused logins per path, for the failure timing
@@ -58,17 +58,24 @@ def _pan(i: int) -> str:
     return body + str((10 - total % 10) % 10)
 
 
-class _Card:
-    """The card and reader side (not timed): computes Respond codes for a challenge."""
+class Card:
+    """The card and reader side (not timed): computes its codes, Respond or Identify."""
 
     def __init__(self, pan: str, atc: int = 0):
         self.pan, self.atc = pan, atc
         self.udk = emv.derive_icc_mk(TEST_IMK, pan, 1, VISA_DPA_CVN10.derivation)
 
     def respond(self, challenge: str) -> str:
+        return self._code(emv.pack_bcd(challenge, 4))
+
+    def identify(self) -> str:
+        """The next code of the guide's CODE key (Identify: no challenge)."""
+        return self._code(bytes(4))
+
+    def _code(self, un: bytes) -> str:
         self.atc += 1
         p = VISA_DPA_CVN10
-        data = p.cdol1_data(un=emv.pack_bcd(challenge, 4))
+        data = p.cdol1_data(un=un)
         minimum = data[:29] + p.aip + self.atc.to_bytes(2, "big")
         iad = p.iads_for(3)[0]
         ac = emv.generate_ac(self.udk, p.cvn, minimum, iad)
@@ -81,15 +88,17 @@ def _profile(pan: str) -> dict:
     return {"profile": VISA_DPA_CVN10.name, "pan": pan, "psn": 1, "imk_label": TEST_IMK_LABEL}
 
 
-def _service(target: str, schema: str | None, synchronous: str = "FULL") -> AuthService:
+def make_service(target: str, schema: str | None, synchronous: str = "FULL", *,
+            group_commit: bool = True) -> AuthService:
     return AuthService(open_store(target, schema=schema, sqlite_synchronous=synchronous,
-                                  audit_key=SoftwareAuditKey.for_tests()),
+                                  audit_key=SoftwareAuditKey.for_tests(),
+                                  group_commit=group_commit),
                        cap_verifier=CapVerifier(SoftwareIssuerBackend.for_tests(), origin=_ORIGIN),
                        signature_verifier=None, clock=_Clock(),
                        code_hasher=CodeHasher.insecure_for_tests())
 
 
-def _provision(service: AuthService, subscriptions: list[str]) -> None:
+def provision(service: AuthService, subscriptions: list[str]) -> None:
     d = service.directory
     for s, sub in enumerate(subscriptions):
         d.create_subscription(sub, actor="bench")
@@ -99,17 +108,17 @@ def _provision(service: AuthService, subscriptions: list[str]) -> None:
             d.attach_card(sub, user, _profile(_pan(s * _USERS + u)), actor="bench")
 
 
-def _cards(service: AuthService, sub: str) -> dict[str, _Card]:
+def user_cards(service: AuthService, sub: str) -> dict[str, Card]:
     out = {}
     with service.store.read() as tx:
         for u in range(_USERS):
             card = tx.cards_of(tx.user_find(sub, f"U{u}").id)[0]
             # the card's counter is ahead of the bank's floor: continue from there
-            out[f"U{u}"] = _Card(json.loads(card.profile)["pan"], max(card.last_atc, 0))
+            out[f"U{u}"] = Card(json.loads(card.profile)["pan"], max(card.last_atc, 0))
     return out
 
 
-def _login_run(service: AuthService, sub: str, cards: dict[str, _Card], n: int
+def _login_run(service: AuthService, sub: str, cards: dict[str, Card], n: int
                ) -> tuple[float, int, int]:
     """Times n challenge issuances + n logins (card computation excluded). Returns (seconds,
     accepted, refused)."""
@@ -131,8 +140,8 @@ def _failure_timing(service: AuthService) -> str:
     """Median time of a refused CAP login per path (R2), on a fresh subscription F0. Not timed:
     challenge issuance, and the successful login after each wrong code that keeps the user from
     reaching the block."""
-    _provision(service, ["F0"])
-    cards = _cards(service, "F0")
+    provision(service, ["F0"])
+    cards = user_cards(service, "F0")
     _login_run(service, "F0", cards, _USERS)  # every card used once: CapVerifier has its dummy
     blocked, revoked = f"U{_USERS - 1}", f"U{_USERS - 2}"
     for _ in range(service.config.max_failures):  # no code set: each attempt counts
@@ -163,7 +172,7 @@ def _crypto_only(n: int) -> float:
     """verify_cap alone on the same kind of card, one ATC candidate per call."""
     backend = SoftwareIssuerBackend.for_tests()
     pan = _pan(1)
-    card_side = _Card(pan)
+    card_side = Card(pan)
     challenge = cap_challenge(LoginPayload(bytes(32), _ORIGIN, "B0", "U0")).challenge
     items = []
     for _ in range(min(n, 2000)):
@@ -176,8 +185,8 @@ def _crypto_only(n: int) -> float:
 
 
 def _pg_worker(dsn: str, schema: str, sub: str, n: int, barrier) -> tuple[float, int, int, float]:
-    service = _service(dsn, schema)
-    cards = _cards(service, sub)
+    service = make_service(dsn, schema)
+    cards = user_cards(service, sub)
     _login_run(service, sub, cards, 100)  # warm up (prepared statements, caches)
     barrier.wait()
     start = time.perf_counter()
@@ -187,7 +196,7 @@ def _pg_worker(dsn: str, schema: str, sub: str, n: int, barrier) -> tuple[float,
     return seconds, ok, refused, end - start
 
 
-def _pg_available(dsn: str) -> str:
+def pg_available(dsn: str) -> str:
     try:
         import psycopg
 
@@ -203,9 +212,9 @@ def run() -> None:
     print(f"crypto only (verify_cap, one ATC candidate): {crypto:10.0f} /s")
     for synchronous in ("FULL", "NORMAL"):
         with tempfile.TemporaryDirectory() as tmp:
-            service = _service(os.path.join(tmp, "bench.db"), None, synchronous)
-            _provision(service, ["B0"])
-            cards = _cards(service, "B0")
+            service = make_service(os.path.join(tmp, "bench.db"), None, synchronous)
+            provision(service, ["B0"])
+            cards = user_cards(service, "B0")
             _login_run(service, "B0", cards, 200)  # warm up
             seconds, ok, refused = _login_run(service, "B0", cards, _LOGINS)
             rate = ok / seconds
@@ -222,18 +231,18 @@ def run() -> None:
             print(f"SQLite failure timing, median of {_FAILURES} refused CAP logins per path: "
                   f"{failures}")
 
-    dsn = os.environ.get("CAPKEY_PG_DSN") or _PG_DSN
-    reason = _pg_available(dsn)
+    dsn = os.environ.get("CAPKEYPG_DSN") or PG_DSN
+    reason = pg_available(dsn)
     if reason:
-        print(f"PostgreSQL: not measured ({reason} at CAPKEY_PG_DSN / {_PG_DSN}; run "
+        print(f"PostgreSQL: not measured ({reason} at CAPKEYPG_DSN / {PG_DSN}; run "
               "host/tests/start_postgres.sh)")
         return
     from capkey.store.postgres import PostgresStore
 
     schema = f"bench_{secrets.token_hex(4)}"
-    setup = _service(dsn, schema)
+    setup = make_service(dsn, schema)
     subs = [f"B{i}" for i in range(4)]
-    _provision(setup, subs)
+    provision(setup, subs)
     ctx = multiprocessing.get_context("spawn")
     base = None
     try:
