@@ -50,6 +50,9 @@ _EXPORTS = {
     **dict.fromkeys(("KeyClient",), "capkey.link.key"),
     **dict.fromkeys(("DeviceBusy", "LinkError", "ProtocolError", "TransportError"),
                     "capkey.link.errors"),
+    # the service over HTTP (capkey.server; `capkey serve` runs it)
+    **dict.fromkeys(("ApiKeyError", "Limits", "Scope", "create_app", "create_key", "revoke_key"),
+                    "capkey.server"),
 }
 
 __all__ = ["Error", "__version__", *sorted(_EXPORTS)]
@@ -104,6 +107,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         WeakCode,
     )
     from .rules.adapters import CapVerifier, SignatureVerifier
+    from .server import ApiKeyError, Limits, Scope, create_app, create_key, revoke_key
     from .store import (
         AuditKey,
         AuditKeyError,

@@ -28,7 +28,7 @@ from .util import (
 )
 
 # One module per command group; each defines COMMANDS.
-_GROUP_MODULES = ("device", "doctor", "cert", "admin", "audit", "card")
+_GROUP_MODULES = ("device", "doctor", "cert", "admin", "audit", "card", "serve")
 # Packages that add commands (capkey-dev: sim, demo, deploy) declare an entry point in this group
 # whose value is a list of click commands.
 _PLUGIN_GROUP = "capkey.commands"

@@ -25,7 +25,9 @@ from ..emv.issuer import (
     TEST_IMK_LABEL,
     SoftwareIssuerBackend,
     generate_imk,
+    load_imk_file,
     personalisation_data,
+    read_kek_file,
     wrap_key,
 )
 from ..emv.profiles import PROFILES, profile_by_id
@@ -43,15 +45,10 @@ _STATES = {CardState.FACTORY: "blank (factory)", CardState.PERSONALISED: "person
 
 
 def _read_kek(path: Path) -> bytes:
-    raw = path.read_bytes().strip()
-    if len(raw) == 64:
-        try:
-            raw = bytes.fromhex(raw.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            pass
-    if len(raw) not in (16, 24, 32):
-        raise CliFail(f"{path}: the key-encryption key (KEK) must be 16, 24 or 32 bytes.")
-    return raw
+    try:
+        return read_kek_file(path)
+    except (OSError, ValueError) as exc:
+        raise CliFail(f"{exc}.") from exc
 
 
 def _backend(imk_file: Path | None, kek_file: Path | None, test_keys: bool) -> tuple[SoftwareIssuerBackend, str]:
@@ -62,15 +59,9 @@ def _backend(imk_file: Path | None, kek_file: Path | None, test_keys: bool) -> t
     if imk_file is None or kek_file is None:
         raise click.UsageError("give --imk-file and --kek-file (or --test-keys for the public test key).")
     try:
-        doc = json.loads(imk_file.read_text())
-        label, wrapped = doc["label"], bytes.fromhex(doc["wrapped"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CliFail(f"{imk_file}: unreadable issuer key file ({exc}).") from exc
-    try:
-        backend = SoftwareIssuerBackend.from_wrapped(_read_kek(kek_file), {label: wrapped})
-    except ValueError as exc:
-        raise CliFail(f"{imk_file}: {exc}") from exc
-    return backend, label
+        return load_imk_file(imk_file, kek_file)
+    except (OSError, ValueError) as exc:
+        raise CliFail(f"{exc}.") from exc
 
 
 def _keys_options(f):

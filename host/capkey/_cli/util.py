@@ -97,7 +97,7 @@ def open_db(db: str | None, *, existing: bool = False):
 
     target = db or DEFAULT_PATH
     if existing and not target.startswith(("postgresql://", "postgres://")) \
-            and not Path(target).is_file():
+            and not Path(target.removeprefix("sqlite:///")).is_file():
         raise CliFail(f"no database at {target} (--db, or $CAPKEY_DB).", EXIT_USAGE)
     try:
         return open_store(target)

@@ -585,3 +585,20 @@ class CertificateAuthority:
     ) -> CrlRevocation:
         """A revocation source over `crls` (default: the published ones)."""
         return CrlRevocation(self.published_crls() if crls is None else crls)
+
+
+def load_trust(directory: str | os.PathLike[str]) -> tuple[TrustConfig, CrlRevocation]:
+    """The verifier's side of a CA folder, from its public files only (certificates, ca.json,
+    published CRLs): what a verifying service needs, without the CA's keys or their password."""
+    path = Path(directory)
+    try:
+        config = json.loads((path / "ca.json").read_text())
+        root, issuing = (x509.load_pem_x509_certificate((path / f"{stem}.crt.pem").read_bytes())
+                         for stem in ("root", "issuing"))
+        crls = [x509.load_pem_x509_crl((path / f"{stem}.crl.pem").read_bytes())
+                for stem in ("root", "issuing")]
+        trust = TrustConfig(anchors=(root,), intermediates=(issuing,),
+                            policy_oid=x509.ObjectIdentifier(config["policy_oid"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CaError(f"{path}: not a CA folder ({exc})") from exc
+    return trust, CrlRevocation(crls)

@@ -19,11 +19,13 @@ refused unless ``allow_test_keys=True`` is passed explicitly. Exporting a card k
 from __future__ import annotations
 
 import abc
+import json
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.hazmat.primitives import keywrap
 
@@ -36,6 +38,8 @@ from .profiles import CapProfile
 __all__ = [
     "TEST_IMK",
     "TEST_IMK_LABEL",
+    "load_imk_file",
+    "read_kek_file",
     "WeakKey",
     "CardKeyRef",
     "KeyEncryption",
@@ -335,3 +339,32 @@ def personalisation_data(
     udk[:] = bytes(len(udk))
     pin_block[:] = bytes(len(pin_block))
     return out
+
+
+def read_kek_file(path: str | os.PathLike[str]) -> bytes:
+    """A key-encryption key file: 16, 24 or 32 bytes, raw or as hex. ValueError otherwise."""
+    raw = Path(path).read_bytes().strip()
+    if len(raw) == 64:
+        try:
+            raw = bytes.fromhex(raw.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            pass
+    if len(raw) not in (16, 24, 32):
+        raise ValueError(f"{path}: the key-encryption key (KEK) must be 16, 24 or 32 bytes")
+    return raw
+
+
+def load_imk_file(imk_file: str | os.PathLike[str], kek_file: str | os.PathLike[str]
+                  ) -> tuple[SoftwareIssuerBackend, str]:
+    """The backend holding the IMK of an issuer key file (``capkey card new-imk``: JSON with
+    ``label`` and ``wrapped``, the IMK wrapped under the KEK), and its label. ValueError or
+    OSError when a file is unreadable or the key does not unwrap."""
+    try:
+        doc = json.loads(Path(imk_file).read_text())
+        label, wrapped = doc["label"], bytes.fromhex(doc["wrapped"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{imk_file}: unreadable issuer key file ({exc})") from exc
+    try:
+        return SoftwareIssuerBackend.from_wrapped(read_kek_file(kek_file), {label: wrapped}), label
+    except ValueError as exc:
+        raise ValueError(f"{imk_file}: {exc}") from exc

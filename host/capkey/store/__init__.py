@@ -47,7 +47,9 @@ DEFAULT_PATH = "capkey.db"
 def open_store(target: str | None = None, *, migrate: bool = True, schema: str | None = None,
                sqlite_synchronous: str = "FULL", audit_key: AuditKey | None = None,
                group_commit: bool = True) -> Store:
-    """Opens a store. `target` is a SQLite file path or a ``postgresql://`` DSN; when None, the
+    """Opens a store. `target` is a SQLite file path (or ``sqlite:///path``: ``sqlite:///bank.db``
+    is ``bank.db``, ``sqlite:////var/lib/bank.db`` is ``/var/lib/bank.db``) or a
+    ``postgresql://`` DSN; when None, the
     environment variable ``CAPKEY_DB`` or ``capkey.db``. `schema` selects a PostgreSQL schema
     (created if missing). With `migrate`, missing migrations are applied. `sqlite_synchronous`
     ``"NORMAL"`` trades the durability of the last decisions before a power cut for speed
@@ -80,7 +82,7 @@ def open_store(target: str | None = None, *, migrate: bool = True, schema: str |
             raise StoreError("schema applies to PostgreSQL only")
         from .sqlite import SqliteStore
 
-        store = SqliteStore(target, audit_key=audit_key, synchronous=sqlite_synchronous,
+        store = SqliteStore(target.removeprefix("sqlite:///"), audit_key=audit_key, synchronous=sqlite_synchronous,
                             group_commit=group_commit)
     if migrate:
         store.migrate()

@@ -190,5 +190,30 @@ _V3 = Migration(
     ("ALTER TABLE cap_cards ADD COLUMN reader_family TEXT",),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+# The HTTP service (`capkey serve`): its callers' API keys, stored as SHA-256 digests of their
+# secret part with their scopes, and the answers it gave to requests with an Idempotency-Key.
+_V4 = Migration(
+    4,
+    "HTTP service: API keys (digests and scopes) and idempotent answers",
+    (
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            digest {blob} NOT NULL,
+            scopes TEXT NOT NULL,
+            label TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            revoked_at BIGINT)""",
+        """CREATE TABLE idempotency (
+            key_id TEXT NOT NULL,
+            idem_key TEXT NOT NULL,
+            request_digest {blob} NOT NULL,
+            status INTEGER NOT NULL,
+            body {blob} NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (key_id, idem_key))""",
+        "CREATE INDEX idempotency_created ON idempotency (created_at)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 LATEST = MIGRATIONS[-1].version

@@ -10,6 +10,7 @@ second, independent line of defence.
     challenges.py   single-use login and step-up challenges
     sessions.py     sessions and step-up grants
     settings.py     compare-and-set settings
+    service.py      the HTTP service's API keys and idempotent answers
     audit.py        queued audit records, chained at commit
     core.py         the plumbing they share: `execute`, `_one`, `_changed`
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 from .audit import AuditTx
 from .challenges import ChallengesTx
 from .credentials import CredentialsTx
+from .service import ServiceTx
 from .sessions import SessionsTx
 from .settings import SettingsTx
 from .users import UsersTx
@@ -26,5 +28,5 @@ from .users import UsersTx
 __all__ = ["Tx"]
 
 
-class Tx(UsersTx, CredentialsTx, ChallengesTx, SessionsTx, SettingsTx, AuditTx):
+class Tx(UsersTx, CredentialsTx, ChallengesTx, SessionsTx, SettingsTx, ServiceTx, AuditTx):
     """One open transaction. Obtained from `Store.transaction()`; do not keep it after the block."""
