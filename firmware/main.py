@@ -17,6 +17,9 @@
 # payload rendering) are loaded while a flow or a command runs and dropped after
 # (firmware/ondemand.py), so a Pico's heap holds the core, every app's resident layer and one
 # flow at a time. The HEAP command (0x07) reports the heap free now and the peak in use.
+#
+# Maintenance mode (firmware/maintenance.py): a boot with *# held, or after a confirmed
+# MAINTENANCE request, builds none of this; main() returns and the board's REPL takes the stream.
 import asyncio
 import gc
 import sys
@@ -130,6 +133,15 @@ async def _heap(req):
     return out
 
 
+async def _maintenance_boot(board):
+    # *# held at power-up, or a confirmed MAINTENANCE request: nothing else is built. The module
+    # is dropped again on a normal boot.
+    import ondemand
+
+    with ondemand.use("maintenance") as m:
+        return await m.at_boot(board) is not None
+
+
 def build(board, apps=APPS):
     """The firmware's parts, wired; main() runs them. Tests use it to inspect the wiring."""
     from link import system
@@ -152,6 +164,8 @@ async def main(board, ctx=None):
     ui_task = None
     try:
         if ctx is None:
+            if await _maintenance_boot(board):
+                return  # the REPL follows (firmware/maintenance.py)
             ctx = build(board)
         loop = asyncio.get_event_loop()
         # A task nobody awaits that dies (a link handler's helper, an app timer) lands here.

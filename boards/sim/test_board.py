@@ -252,3 +252,29 @@ def test_heap_stats_note_the_heap_at_screen_updates_and_write_points():
         store.set_hook(None)
         gc.threshold(-1)
         _rmtree(a)
+
+
+def test_keys_held_at_power_up_come_from_the_environment():
+    folder = _tmp()
+    try:
+        b = board.SimBoard(0, folder)
+        os.putenv("CAPKEY_SIM_HELD_KEYS", "*#")
+        if b.keys_held() != "*#":
+            raise AssertionError(b.keys_held())
+        os.putenv("CAPKEY_SIM_HELD_KEYS", "*x")
+        try:
+            b.keys_held()
+            raise AssertionError("a character that is no key is refused")
+        except ValueError:
+            pass
+        os.unsetenv("CAPKEY_SIM_HELD_KEYS")
+        if b.keys_held() != "":
+            raise AssertionError("nothing held by default")
+        if b.maintenance:
+            raise AssertionError("a board starts in the normal mode")
+        b.enter_maintenance()
+        if not b.maintenance:
+            raise AssertionError("enter_maintenance() tells boards/sim/main.py to serve the REPL")
+    finally:
+        os.unsetenv("CAPKEY_SIM_HELD_KEYS")
+        _rmtree(folder)
