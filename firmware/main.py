@@ -133,15 +133,6 @@ async def _heap(req):
     return out
 
 
-async def _maintenance_boot(board):
-    # *# held at power-up, or a confirmed MAINTENANCE request: nothing else is built. The module
-    # is dropped again on a normal boot.
-    import ondemand
-
-    with ondemand.use("maintenance") as m:
-        return await m.at_boot(board) is not None
-
-
 def build(board, apps=APPS):
     """The firmware's parts, wired; main() runs them. Tests use it to inspect the wiring."""
     from link import system
@@ -160,12 +151,27 @@ def build(board, apps=APPS):
 
 
 async def main(board, ctx=None):
-    """Runs the firmware on `board` until the host stream ends (never, on a device)."""
+    """Runs the firmware on `board` until the host stream ends (never, on a device). Returns
+    True after a maintenance boot: the board's REPL takes the stream (firmware/maintenance.py)."""
     ui_task = None
     try:
         if ctx is None:
-            if await _maintenance_boot(board):
-                return  # the REPL follows (firmware/maintenance.py)
+            # firmware/maintenance.py's two ways in, looked at without loading it (what a normal
+            # boot loads stays in the heap for good): its FLAG file, its COMBO keys held
+            import os
+
+            try:
+                os.stat(board.storage + "/.maintenance")
+                asked = True
+            except OSError:
+                keys = board.keys_held()
+                asked = "*" in keys and "#" in keys
+            if asked:
+                import ondemand
+
+                with ondemand.use("maintenance") as m:
+                    if await m.at_boot(board):
+                        return True  # nothing else is built: the REPL follows
             ctx = build(board)
         loop = asyncio.get_event_loop()
         # A task nobody awaits that dies (a link handler's helper, an app timer) lands here.

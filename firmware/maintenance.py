@@ -7,15 +7,18 @@
 #     flag away, so the boot after it is a normal one again.
 #
 # A maintenance boot builds nothing: no store opened, no app installed, no link server, so nothing
-# is unsealed into RAM. It draws the maintenance screen, asks the board to hand its host stream to
-# the REPL (board.enter_maintenance(): Ctrl-C works again on a real board; the simulator serves a
-# REPL on its TCP port) and main() returns. Leaving: unplug and plug back in.
+# is unsealed into RAM. It draws the maintenance screen, turns Ctrl-C back on (the link turns it
+# off: a 0x03 inside a frame must not interrupt the firmware) and main() returns True: on a board
+# main.py ends and MicroPython's REPL answers on USB; the simulator serves a REPL on its TCP port
+# (boards/sim/main.py). Leaving: unplug and plug back in.
 #
 # Loaded only while used (firmware/ondemand.py): at boot by main(), and by the MAINTENANCE
-# command's handler (link/system.py).
+# command's handler (link/system.py). What a normal boot loads stays in the heap for good (the
+# names and strings of the module), so the boot path is kept short.
 import asyncio
 import os
 
+import micropython
 from micropython import const
 
 COMBO = "*#"  # ANNULER + MENU, held at power-up
@@ -58,8 +61,8 @@ def _take_flag(board):
 
 async def at_boot(board):
     """At power-up, before anything else is built: is this a maintenance boot? If so the
-    maintenance screen is drawn, the board hands its stream to the REPL, and the Screen drawn is
-    returned (main() then returns); None for a normal boot."""
+    maintenance screen is drawn, Ctrl-C is on, and the Screen drawn is returned (main() then
+    returns); None for a normal boot."""
     flagged = _take_flag(board)  # taken even when the keys are held too: one request, one boot
     if not flagged and not await _combination(board):
         return None
@@ -74,7 +77,7 @@ async def at_boot(board):
     for i in range(min(len(rows), ROWS - 1)):
         scr.row(i + 1, rows[i])
     scr.flush()
-    board.enter_maintenance()
+    micropython.kbd_intr(3)
     return scr
 
 

@@ -48,11 +48,6 @@ class McuBoard:
         """The keys down now (firmware/maintenance.py checks its combination at power-up)."""
         return self.matrix.held()
 
-    def enter_maintenance(self):
-        # main.py returns to the REPL on USB: Ctrl-C must work there (serve_host never ran, but
-        # say it rather than rely on the power-up default)
-        micropython.kbd_intr(3)
-
     async def serve_host(self, handler):
         # USB CDC is the REPL's stream: stop Ctrl-C (0x03) from interrupting the firmware when
         # it appears inside a binary frame.

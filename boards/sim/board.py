@@ -8,9 +8,9 @@
 #               for the folder and a fresh folder is a fresh device
 #   reboot()    exits with REBOOT_EXIT; the host launcher (capkey_dev.sim) starts it again
 #   keys_held() CAPKEY_SIM_HELD_KEYS: the keys held down while the simulator powers up
-#               ("*#" asks for maintenance mode, firmware/maintenance.py)
-#   maintenance enter_maintenance() sets it: once the firmware's main() returns, boards/sim/main.py
-#               serves a REPL on the TCP port instead of the link (boards/sim/repl.py)
+#               ("*#" asks for maintenance mode, firmware/maintenance.py: when the firmware's
+#               main() returns True for it, boards/sim/main.py serves a REPL on the TCP port
+#               instead of the link, boards/sim/repl.py)
 #   launcher    CAPKEY_SIM_PARENT=pid: the simulator exits when that process is gone
 #
 # Crash injection ("pulling the USB plug"): with CAPKEY_CRASH_AT=N in the environment, the Nth
@@ -192,17 +192,8 @@ class SimBoard:
     def reboot(self):
         raise SystemExit(REBOOT_EXIT)
 
-    maintenance = False
-
     def keys_held(self):
-        keys = os.getenv("CAPKEY_SIM_HELD_KEYS") or ""
-        for k in keys:
-            if k not in KEYS:
-                raise ValueError("CAPKEY_SIM_HELD_KEYS: not a key: " + k)
-        return keys
-
-    def enter_maintenance(self):
-        self.maintenance = True
+        return os.getenv("CAPKEY_SIM_HELD_KEYS") or ""  # checked by the launcher
 
     def install_crash_hook(self, die=_pull_plug):
         """Arms CAPKEY_CRASH_AT / CAPKEY_CRASH_TAG on store.write_point; returns the hook."""

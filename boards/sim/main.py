@@ -67,10 +67,10 @@ def run():
     if firmware_main.__name__ == "__main__" or not hasattr(firmware_main, "main"):
         raise SystemExit("capkey-sim: firmware/main.py not found under " + root)
     try:
-        asyncio.run(firmware_main.main(sim))
+        maintenance = asyncio.run(firmware_main.main(sim))
     except KeyboardInterrupt:
         return
-    if sim.maintenance:  # main() returned for maintenance mode: the REPL takes the port
+    if maintenance:  # main() returned for maintenance mode: the REPL takes the port
         import repl
 
         repl.serve(sim)

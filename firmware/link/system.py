@@ -17,7 +17,7 @@ CMD_PING = const(0x03)
 CMD_REBOOT = const(0x04)
 CMD_SCREEN = const(0x05)
 CMD_PRESS = const(0x06)
-CMD_MAINTENANCE = const(0x08)  # 0x07 HEAP is firmware/main.py's
+_CMD_MAINTENANCE = const(0x08)  # 0x07 HEAP is firmware/main.py's
 
 # INFO TLV tags (tag u8, length u8, value)
 TAG_FIRMWARE = const(0x01)  # UTF-8
@@ -166,5 +166,5 @@ def install(link, firmware_version):
     link.register(CMD_REBOOT, s.reboot)
     link.register(CMD_SCREEN, s.screen)
     link.register(CMD_PRESS, s.press)
-    link.register(CMD_MAINTENANCE, s.maintenance)
+    link.register(_CMD_MAINTENANCE, s.maintenance)
     return s

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from capkey.catalog.boards import BOARDS, DEFAULT_PROFILE
-from capkey.link.device import pid_alive, sims_dir
+from capkey.link.device import KEYS, pid_alive, sims_dir
 from capkey_dev.build import ROOT, sim_tree, stage_sim
 
 logger = logging.getLogger(__name__)
@@ -141,6 +141,8 @@ class Simulator:
             raise ValueError(f"unknown board profile {board_profile!r}: {', '.join(PROFILES)}")
         if crash_at is not None and crash_at < 1:
             raise ValueError("crash_at counts write points from 1")
+        if any(k not in KEYS for k in held_keys):
+            raise ValueError(f"held_keys must be among {KEYS}")
         self.storage = Path(storage_dir).expanduser().resolve()
         self.board_profile = board_profile
         self.heap = heap if heap is not None else PROFILES[board_profile]
