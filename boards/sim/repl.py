@@ -53,9 +53,10 @@ class Session:
         self.ns["__name__"] = "__main__"
         self.ns["print"] = self._print
 
-    def _run(self, code, single):
-        # -> the traceback text ("" when the code ran)
+    def _run(self, raw, single):
+        # -> the traceback text ("" when the code ran); bytes that are no UTF-8 are an error too
         try:
+            code = raw.decode()
             if single:
                 try:
                     value = eval(code, self.ns)
@@ -101,7 +102,7 @@ class Session:
         elif b in (10, 13):
             self.buf = bytearray()
             self.out.extend(b"\r\n")
-            line = bytes(buf).decode().strip()
+            line = bytes(buf).strip()
             if line:
                 self.out.extend(_cooked(self._run(line, True)))
             self.out.extend(b">>> ")
@@ -130,7 +131,7 @@ class Session:
                 self.out.extend(b"\r\nMPY: soft reboot\r\n" + _RAW_BANNER)
                 return
             self.out.extend(b"OK")
-            err = self._run(bytes(buf).decode(), False)
+            err = self._run(bytes(buf), False)
             self.out.extend(b"\x04")
             self.out.extend(_cooked(err))
             self.out.extend(b"\x04>")

@@ -28,6 +28,9 @@ def test_raw_repl_as_mpremote_drives_it():
         raise AssertionError(out)
     if not out.endswith(b"\x04>"):
         raise AssertionError(out)
+    out = s.feed(b"\xca\x4b\x04")  # a link frame's bytes: an error, the REPL goes on
+    if not out.startswith(b"OK\x04Traceback") or not out.endswith(b"\x04>"):
+        raise AssertionError(out)
     s.feed(b"y = 1\x03")  # Ctrl-C drops the code typed so far
     if s.feed(b"\x04") != b"\r\nMPY: soft reboot\r\n" + _BANNER:
         raise AssertionError("nothing left to run after Ctrl-C")
