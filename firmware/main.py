@@ -17,6 +17,9 @@
 # payload rendering) are loaded while a flow or a command runs and dropped after
 # (firmware/ondemand.py), so a Pico's heap holds the core, every app's resident layer and one
 # flow at a time. The HEAP command (0x07) reports the heap free now and the peak in use.
+#
+# Maintenance mode (firmware/maintenance.py): a boot with *# held, or after a confirmed
+# MAINTENANCE request, builds none of this; main() returns and the board's REPL takes the stream.
 import asyncio
 import gc
 import sys
@@ -148,10 +151,27 @@ def build(board, apps=APPS):
 
 
 async def main(board, ctx=None):
-    """Runs the firmware on `board` until the host stream ends (never, on a device)."""
+    """Runs the firmware on `board` until the host stream ends (never, on a device). Returns
+    True after a maintenance boot: the board's REPL takes the stream (firmware/maintenance.py)."""
     ui_task = None
     try:
         if ctx is None:
+            # firmware/maintenance.py's two ways in, looked at without loading it (what a normal
+            # boot loads stays in the heap for good): its FLAG file, its COMBO keys held
+            import os
+
+            try:
+                os.stat(board.storage + "/.maintenance")
+                asked = True
+            except OSError:
+                keys = board.keys_held()
+                asked = "*" in keys and "#" in keys
+            if asked:
+                import ondemand
+
+                with ondemand.use("maintenance") as m:
+                    if await m.at_boot(board):
+                        return True  # nothing else is built: the REPL follows
             ctx = build(board)
         loop = asyncio.get_event_loop()
         # A task nobody awaits that dies (a link handler's helper, an app timer) lands here.

@@ -12,8 +12,8 @@ Fixtures:
                 prompted on the terminal (real board: SCREEN still reads the display)
     connect     connect(url) -> Device, retried while the device starts
     operator_for  operator_for(simulator) -> an Operator of another simulator
-    sim         the session's Simulator (kill / start / restart / crash injection); skips unless
-                this suite started the simulator
+    sim         the session's Simulator (kill / start / restart / crash injection / keys held at
+                power-up); skips unless this suite started the simulator
     new_sim     factory of extra simulators with their own flash folder (sim_only tests)
 
 Markers (pyproject.toml): sim_only, hardware_only, destructive.
@@ -137,8 +137,9 @@ def sim(_target: _Target) -> Iterator[Simulator]:
     if not s.running:
         s.start()
     yield s
-    if s.crash_at is not None or s.crash_tag is not None or not s.running:
+    if s.crash_at is not None or s.crash_tag is not None or s.held_keys or not s.running:
         s.crash_at = s.crash_tag = None
+        s.held_keys = ""
         s.restart()
 
 

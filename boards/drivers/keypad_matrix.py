@@ -44,6 +44,22 @@ class KeypadMatrix:
             rows[r](1)
         return _NONE
 
+    def held(self):
+        """Every key down now, in layout order: the boot-time check of a key combination
+        (maintenance mode). Two keys of one row or one column read true; three in a rectangle
+        can add a ghost fourth, as on any matrix without diodes."""
+        rows = self.rows
+        cols = self.cols
+        ncols = len(cols)
+        out = ""
+        for r in range(len(rows)):
+            rows[r](0)
+            for c in range(ncols):
+                if not cols[c]():
+                    out += self.layout[r * ncols + c]
+            rows[r](1)
+        return out
+
     def poll(self, now_ms):
         """One scan step; pushes a key to the queue when a press has been stable DEBOUNCE_MS."""
         code = self.scan_code()

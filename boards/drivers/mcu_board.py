@@ -44,10 +44,20 @@ class McuBoard:
     def reboot(self):
         machine.reset()
 
+    def keys_held(self):
+        """The keys down now (firmware/maintenance.py checks its combination at power-up)."""
+        return self.matrix.held()
+
     async def serve_host(self, handler):
         # USB CDC is the REPL's stream: stop Ctrl-C (0x03) from interrupting the firmware when
         # it appears inside a binary frame.
         micropython.kbd_intr(-1)
+        try:
+            await self._serve(handler)
+        finally:
+            micropython.kbd_intr(3)  # an error that stops the firmware leaves a usable REPL
+
+    async def _serve(self, handler):
         self.matrix.start()
         import select
 

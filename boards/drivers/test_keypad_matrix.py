@@ -3,7 +3,8 @@ from drivers.keypad_matrix import KeypadMatrix
 
 
 class Matrix:
-    """A 4x4 keypad: `down` holds the (row, col) pressed; rows are driven, cols read."""
+    """A 4x4 keypad: `down` holds the (row, col) pressed, or a list of them; rows are driven,
+    cols read."""
 
     def __init__(self):
         self.down = None
@@ -19,9 +20,15 @@ class Matrix:
 
     def _col(self, j):
         def read():
-            if self.down is None:
+            down = self.down
+            if down is None:
                 return 1
-            r, c = self.down
+            if isinstance(down, list):  # held(): several keys (allocating is fine there)
+                for r, c in down:
+                    if c == j and self.levels[r] == 0:
+                        return 0
+                return 1
+            r, c = down  # scan_code(): one key, read without allocating
             return 0 if (c == j and self.levels[r] == 0) else 1
 
         return read
@@ -39,6 +46,17 @@ def make():
     m = Matrix()
     q = Queue()
     return m, q, KeypadMatrix(m.rows, m.cols, q)
+
+
+def test_held_reads_every_key_down_for_the_boot_combination():
+    m, q, kp = make()
+    assert kp.held() == ""
+    m.down = [(3, 2), (3, 0)]  # # and *: two keys of one row
+    assert kp.held() == "*#"
+    m.down = [(0, 0), (3, 3), (1, 3)]
+    assert kp.held() == "1BD"
+    assert m.levels == [1, 1, 1, 1]  # every row left undriven
+    assert q.keys == []  # held() reports keys, it does not type them
 
 
 def test_scan_code_maps_row_and_column_to_layout():

@@ -7,6 +7,10 @@
 #   storage     a folder; the serial number made at first boot lives in it, so it is stable
 #               for the folder and a fresh folder is a fresh device
 #   reboot()    exits with REBOOT_EXIT; the host launcher (capkey_dev.sim) starts it again
+#   keys_held() CAPKEY_SIM_HELD_KEYS: the keys held down while the simulator powers up
+#               ("*#" asks for maintenance mode, firmware/maintenance.py: when the firmware's
+#               main() returns True for it, boards/sim/main.py serves a REPL on the TCP port
+#               instead of the link, boards/sim/repl.py)
 #   launcher    CAPKEY_SIM_PARENT=pid: the simulator exits when that process is gone
 #
 # Crash injection ("pulling the USB plug"): with CAPKEY_CRASH_AT=N in the environment, the Nth
@@ -187,6 +191,9 @@ class SimBoard:
 
     def reboot(self):
         raise SystemExit(REBOOT_EXIT)
+
+    def keys_held(self):
+        return os.getenv("CAPKEY_SIM_HELD_KEYS") or ""  # checked by the launcher
 
     def install_crash_hook(self, die=_pull_plug):
         """Arms CAPKEY_CRASH_AT / CAPKEY_CRASH_TAG on store.write_point; returns the hook."""

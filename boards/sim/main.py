@@ -3,7 +3,8 @@
 #               [--board-profile rpi_pico|rpi_pico2|esp32s3]
 # Puts boards/sim, boards and firmware on sys.path as on a device, builds the board, then runs
 # the firmware's main(board). The board prints "capkey-sim listening on 127.0.0.1:P" once the
-# host port is open; host/dev/capkey_dev/sim.py waits for that line.
+# host port is open; host/dev/capkey_dev/sim.py waits for that line. In maintenance mode
+# (firmware/maintenance.py) main() returns and boards/sim/repl.py serves a REPL on that port.
 import os
 import sys
 
@@ -66,9 +67,13 @@ def run():
     if firmware_main.__name__ == "__main__" or not hasattr(firmware_main, "main"):
         raise SystemExit("capkey-sim: firmware/main.py not found under " + root)
     try:
-        asyncio.run(firmware_main.main(sim))
+        maintenance = asyncio.run(firmware_main.main(sim))
     except KeyboardInterrupt:
-        pass
+        return
+    if maintenance:  # main() returned for maintenance mode: the REPL takes the port
+        import repl
+
+        repl.serve(sim)
 
 
 if __name__ == "__main__":

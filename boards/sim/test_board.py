@@ -252,3 +252,18 @@ def test_heap_stats_note_the_heap_at_screen_updates_and_write_points():
         store.set_hook(None)
         gc.threshold(-1)
         _rmtree(a)
+
+
+def test_keys_held_at_power_up_come_from_the_environment():
+    folder = _tmp()
+    try:
+        b = board.SimBoard(0, folder)
+        os.putenv("CAPKEY_SIM_HELD_KEYS", "*#")
+        if b.keys_held() != "*#":
+            raise AssertionError(b.keys_held())
+        os.unsetenv("CAPKEY_SIM_HELD_KEYS")
+        if b.keys_held() != "":
+            raise AssertionError("nothing held by default")
+    finally:
+        os.unsetenv("CAPKEY_SIM_HELD_KEYS")
+        _rmtree(folder)

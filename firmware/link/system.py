@@ -17,6 +17,7 @@ CMD_PING = const(0x03)
 CMD_REBOOT = const(0x04)
 CMD_SCREEN = const(0x05)
 CMD_PRESS = const(0x06)
+_CMD_MAINTENANCE = const(0x08)  # 0x07 HEAP is firmware/main.py's
 
 # INFO TLV tags (tag u8, length u8, value)
 TAG_FIRMWARE = const(0x01)  # UTF-8
@@ -132,6 +133,18 @@ class _System:
             if r is not None and hasattr(r, "send"):  # an async inject_key
                 await r
 
+    async def maintenance(self, req):
+        # the person confirms on the keypad (maintenance.py), then the board restarts into
+        # maintenance mode; the answer leaves first
+        if len(req.payload):
+            raise LinkError(ERR_INVALID_PARAMETER)
+        import ondemand
+
+        async with self.ui.foreground():
+            async with ondemand.use("maintenance") as m:
+                await m.request(self.ui, self.board, req)
+        asyncio.create_task(self._reboot_later())
+
 
 def _u32(n):
     return (n if n < 0xFFFFFFFF else 0xFFFFFFFF).to_bytes(4, "big")
@@ -153,4 +166,5 @@ def install(link, firmware_version):
     link.register(CMD_REBOOT, s.reboot)
     link.register(CMD_SCREEN, s.screen)
     link.register(CMD_PRESS, s.press)
+    link.register(_CMD_MAINTENANCE, s.maintenance)
     return s

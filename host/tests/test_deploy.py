@@ -1,11 +1,17 @@
 """The deploy path: what a board receives, and the mpremote session that copies it."""
 
+import contextlib
+import subprocess
 from pathlib import Path
 
+import pytest
 from capkey_dev.build import device_path, stage
+from capkey_dev.cli import deploy as deploy_mod
 from click.testing import CliRunner
 
 from capkey._cli.__main__ import cli
+from capkey._cli.util import EXIT_CANCELLED, EXIT_REFUSED, CliFail
+from capkey.link.errors import DeviceTimeout, LinkError, ProtocolError
 
 
 def test_device_paths_mirror_the_board_filesystem():
@@ -34,3 +40,76 @@ def test_deploy_dry_run_prints_one_mpremote_session():
 def test_deploy_to_missing_port_is_one_clear_error():
     result = CliRunner().invoke(cli, ["deploy", "--board", "rpi_pico", "--port", "/dev/ttyACM9"])
     assert result.exit_code != 0
+
+
+class _Board:
+    """Device.open() of a board: answers the link (`runs_capkey`) and the person's answer."""
+
+    def __init__(self, runs_capkey: bool = True, answer: LinkError.ERR = LinkError.ERR.OK):
+        self.runs_capkey = runs_capkey
+        self.answer = answer
+        self.asked = 0
+
+    @contextlib.contextmanager
+    def open(self, url, *, hello_timeout=3.0):
+        if not self.runs_capkey:
+            raise DeviceTimeout("no answer to HELLO")
+        yield self
+
+    def maintenance(self, *, on_keepalive=None):
+        self.asked += 1
+        if on_keepalive is not None:
+            on_keepalive(2)
+        if self.answer != LinkError.ERR.OK:
+            raise ProtocolError(self.answer)
+
+
+@pytest.fixture
+def board(monkeypatch):
+    """A fake board on socket://127.0.0.1:9; the mpremote runs are recorded in board.copies."""
+    b = _Board()
+    b.copies = []
+    monkeypatch.setattr(deploy_mod, "Device", b)
+    monkeypatch.setattr(deploy_mod, "wait_for_port", lambda port: None)
+    monkeypatch.setattr(deploy_mod.subprocess, "run",
+                        lambda cmd: b.copies.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    return b
+
+
+def _deploy():
+    return CliRunner().invoke(cli, ["deploy", "--board", "rpi_pico", "--port", "socket://127.0.0.1:9"])
+
+
+def test_deploy_asks_a_capkey_board_for_maintenance_then_copies(board):
+    result = _deploy()
+    assert result.exit_code == 0, result.output
+    assert board.asked == 1 and len(board.copies) == 1
+    assert "OK on its keypad for maintenance mode" in result.stderr
+    assert "maintenance mode; copying" in result.stderr
+
+
+def test_deploy_refused_on_the_keypad_copies_nothing(board):
+    board.answer = LinkError.ERR.DENIED
+    fail = _deploy().exception  # main() prints a CliFail as one line with its status
+    assert isinstance(fail, CliFail) and fail.status == EXIT_CANCELLED
+    assert str(fail) == "maintenance mode refused on the device: nothing was copied."
+    assert board.copies == []
+    board.answer = LinkError.ERR.TIMEOUT
+    fail = _deploy().exception
+    assert isinstance(fail, CliFail) and fail.status == EXIT_REFUSED
+    assert str(fail) == "nobody confirmed maintenance mode on the device: nothing was copied."
+    assert board.copies == []
+
+
+def test_deploy_to_a_board_at_its_repl_copies_at_once(board):
+    board.runs_capkey = False  # plain MicroPython, or already in maintenance mode
+    result = _deploy()
+    assert result.exit_code == 0, result.output
+    assert board.asked == 0 and len(board.copies) == 1
+
+
+def test_deploy_makes_folders_relative_to_the_repl():
+    tree = stage("rpi_pico")
+    args = deploy_mod.deploy_commands(tree)
+    mkdirs = [a for a in args if "os.mkdir" in a]
+    assert mkdirs and all("os.mkdir('/" not in a for a in mkdirs)

@@ -238,6 +238,26 @@ def test_reboot_closes_the_connection():
     assert port.requests[-1] == Frame(Kind.REQUEST, 2, 0x04, b"") and port.closed
 
 
+@pytest.mark.parametrize("answer", [LinkError.ERR.OK, LinkError.ERR.DENIED, LinkError.ERR.TIMEOUT])
+def test_maintenance_waits_for_the_person_then_closes(answer):
+    def h(f):
+        if f.code == 0x01:
+            return [Frame(Kind.RESPONSE, f.rid, 0, hello_ok())]
+        return [Frame(Kind.KEEPALIVE, f.rid, 2), Frame(Kind.RESPONSE, f.rid, answer)]
+
+    dev, port = _dev(h)
+    seen: list[int] = []
+    if answer == LinkError.ERR.OK:
+        dev.maintenance(on_keepalive=seen.append)
+        assert port.closed  # the device restarts into its REPL
+    else:
+        with pytest.raises(ProtocolError) as e:
+            dev.maintenance(on_keepalive=seen.append)
+        assert e.value.code == answer and not port.closed
+    assert port.requests[-1] == Frame(Kind.REQUEST, 2, 0x08, b"")
+    assert seen == [2]
+
+
 def test_truncated_answer_then_gap_then_answer():
     # a device that died mid-frame and came back: the partial frame is dropped after GAP
     state = {}

@@ -161,6 +161,14 @@ def test_crash_settings_do_not_leak_from_the_environment(tmp_path, monkeypatch):
         Simulator(tmp_path, crash_at=0)
 
 
+def test_held_keys_reach_the_next_power_up_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPKEY_SIM_HELD_KEYS", "*#")
+    assert "CAPKEY_SIM_HELD_KEYS" not in Simulator(tmp_path)._env()
+    assert Simulator(tmp_path, held_keys="#*")._env()["CAPKEY_SIM_HELD_KEYS"] == "#*"
+    with pytest.raises(ValueError, match="held_keys"):
+        Simulator(tmp_path, held_keys="*x")
+
+
 def test_profiles_set_the_heap(sims, tmp_path):
     assert PROFILES["rpi_pico"] == 190 * 1024
     cmd = Simulator(tmp_path, board_profile="rpi_pico").command()

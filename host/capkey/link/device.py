@@ -42,6 +42,7 @@ CMD_PING = 0x03
 CMD_REBOOT = 0x04
 CMD_SCREEN = 0x05
 CMD_PRESS = 0x06
+CMD_MAINTENANCE = 0x08
 
 KEYS = "0123456789ABCD*#"
 _CANCEL_GRACE = 1.0  # seconds to wait for the device's answer to a CANCEL
@@ -246,6 +247,14 @@ class Device:
     def reboot(self) -> None:
         """Asks the device to restart; the connection is unusable afterwards and is closed."""
         self.call(CMD_REBOOT)
+        self.close()
+
+    def maintenance(self, *, on_keepalive: Callable[[int], None] | None = None) -> None:
+        """Asks the device for maintenance mode (docs/boards.md): the person confirms on the
+        keypad, then the device restarts with its REPL on the port instead of the link. The
+        connection is closed. Refused on the keypad: ProtocolError(ERR.DENIED); no answer on the
+        device: ProtocolError(ERR.TIMEOUT)."""
+        self.call(CMD_MAINTENANCE, on_keepalive=on_keepalive)
         self.close()
 
     def screen(self) -> tuple[bytes, list[str]]:

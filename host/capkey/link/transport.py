@@ -254,6 +254,7 @@ TRAFFIC_FIELDS: dict[int, Fields] = {
     0x05: Fields("SCREEN", response=redacted),  # the display may show a code
     0x06: Fields("PRESS", request=redacted),  # the keys may be a PIN or a PUK
     0x07: Fields("HEAP"),
+    0x08: Fields("MAINTENANCE"),
     0x20: Fields("CARD_STATUS", response=_card_status),
     0x21: Fields("PERSONALISE", request=redacted),  # the card key, the PIN block, the PAN
     0x22: Fields("WIPE"),

@@ -18,7 +18,9 @@ firmware compiled by mpy-cross for the host (``build/sim/``, see ``capkey_dev.bu
 rebuilt before each start for the sources that changed): nothing is compiled in the device's
 heap, where the on-demand modules come and go. ``mpy=False`` runs the sources instead.
 ``heap_stats=True`` starts it in the heap figures mode of ``boards/sim/board.py`` (read with the
-HEAP command, 0x07; ``capkey_dev.bench.device``).
+HEAP command, 0x07; ``capkey_dev.bench.device``). ``held_keys="*#"`` holds those keys down while it
+powers up: maintenance mode (``firmware/maintenance.py``), where the port serves a REPL instead of
+the link (``boards/sim/repl.py``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import time
 from pathlib import Path
 
 from capkey.catalog.boards import BOARDS, DEFAULT_PROFILE
-from capkey.link.device import pid_alive, sims_dir
+from capkey.link.device import KEYS, pid_alive, sims_dir
 from capkey_dev.build import ROOT, sim_tree, stage_sim
 
 logger = logging.getLogger(__name__)
@@ -115,7 +117,8 @@ class Simulator:
     ``boards/sim/board.py``); ``echo`` copies the simulator's console to stderr (what it prints
     before it listens only once it does: a failed start is the SimulatorError alone). ``mpy=False``
     runs the firmware from its sources rather than from build/sim/; ``heap_stats`` turns on the
-    heap figures mode (slower: the garbage collector runs every 2 KB allocated).
+    heap figures mode (slower: the garbage collector runs every 2 KB allocated); ``held_keys`` are
+    the keys held down at each power-up (``"*#"``: maintenance mode).
     """
 
     def __init__(
@@ -132,11 +135,14 @@ class Simulator:
         root: str | os.PathLike | None = None,
         mpy: bool = True,
         heap_stats: bool = False,
+        held_keys: str = "",
     ):
         if board_profile not in PROFILES:
             raise ValueError(f"unknown board profile {board_profile!r}: {', '.join(PROFILES)}")
         if crash_at is not None and crash_at < 1:
             raise ValueError("crash_at counts write points from 1")
+        if any(k not in KEYS for k in held_keys):
+            raise ValueError(f"held_keys must be among {KEYS}")
         self.storage = Path(storage_dir).expanduser().resolve()
         self.board_profile = board_profile
         self.heap = heap if heap is not None else PROFILES[board_profile]
@@ -148,6 +154,7 @@ class Simulator:
         self.root = Path(root) if root is not None else ROOT
         self.mpy = mpy
         self.heap_stats = heap_stats
+        self.held_keys = held_keys
         self.reboots = 0  # restarts after a REBOOT_EXIT
         self.returncode: int | None = None  # of the last process that ended
         self._proc: subprocess.Popen | None = None
@@ -226,6 +233,9 @@ class Simulator:
         env.pop("CAPKEY_CRASH_AT", None)
         env.pop("CAPKEY_CRASH_TAG", None)
         env.pop("CAPKEY_HEAP_STATS", None)
+        env.pop("CAPKEY_SIM_HELD_KEYS", None)
+        if self.held_keys:
+            env["CAPKEY_SIM_HELD_KEYS"] = self.held_keys
         if self.heap_stats:
             env["CAPKEY_HEAP_STATS"] = "1"
         if self.crash_at is not None:

@@ -1,4 +1,9 @@
-"""`capkey deploy`: cross-compile the firmware for a board and copy it over USB with mpremote."""
+"""`capkey deploy`: cross-compile the firmware for a board and copy it over USB with mpremote.
+
+A board that already runs capkey does not let mpremote in (its link owns the USB stream and
+Ctrl-C is off): deploy first asks it for maintenance mode over the link (the person confirms on
+the keypad), waits for it to restart with its REPL, then copies. A board that does not answer the
+link (plain MicroPython, or already in maintenance mode) gets the copy at once."""
 
 from __future__ import annotations
 
@@ -6,12 +11,20 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
+import serial
 
-from capkey._cli.util import EXIT_DEVICE, CliFail
+from capkey._cli.util import EXIT_DEVICE, CliFail, exit_status, waiting_printer
+from capkey.link.device import Device
+from capkey.link.errors import DeviceTimeout, LinkError, ProtocolError
 from capkey_dev.build import BOARD_ARCH, stage
+
+HELLO_WAIT = 2.0  # seconds a board has to answer the link before deploy takes it for a REPL
+RESTART_WAIT = 15.0  # seconds for a board to come back in maintenance mode
+_POLL = 0.2
 
 
 def deploy_commands(tree: Path) -> list[str]:
@@ -20,10 +33,54 @@ def deploy_commands(tree: Path) -> list[str]:
     args: list[str] = []
     dirs = sorted({p.parent.relative_to(tree) for p in tree.rglob("*") if p.is_file()} - {Path(".")})
     for d in dirs:
-        args += ["exec", f"import os\ntry: os.mkdir('/{d.as_posix()}')\nexcept OSError: pass", "+"]
+        # relative to the REPL's folder: / on a board, the storage folder on a simulator
+        args += ["exec", f"import os\ntry: os.mkdir('{d.as_posix()}')\nexcept OSError: pass", "+"]
     for f in sorted(p for p in tree.rglob("*") if p.is_file()):
         args += ["fs", "cp", str(f), f":{f.relative_to(tree).as_posix()}", "+"]
     return args + ["reset"]
+
+
+def enter_maintenance(port: str) -> bool:
+    """Brings a board that runs capkey into maintenance mode (the person confirms on its keypad)
+    and waits until its REPL is reachable. False when nothing answers the link: the board is at
+    its REPL already."""
+    try:
+        with Device.open(port, hello_timeout=HELLO_WAIT) as dev:
+            click.echo("the board runs capkey: asking it for maintenance mode.", err=True)
+            dev.maintenance(on_keepalive=waiting_printer("OK on its keypad for maintenance mode"))
+    except DeviceTimeout:
+        return False
+    except ProtocolError as exc:
+        if exc.code is ProtocolError.ERR.DENIED:
+            raise CliFail("maintenance mode refused on the device: nothing was copied.",
+                          exit_status(exc)) from None
+        if exc.code is ProtocolError.ERR.TIMEOUT:
+            raise CliFail("nobody confirmed maintenance mode on the device: nothing was copied.",
+                          exit_status(exc)) from None
+        if exc.code is ProtocolError.ERR.UNKNOWN_COMMAND:
+            raise CliFail("the capkey firmware on the board has no maintenance mode: hold * and # "
+                          "while plugging it in, or erase its flash.", EXIT_DEVICE) from None
+        raise CliFail(f"the board refused maintenance mode: {exc}", exit_status(exc)) from None
+    except LinkError as exc:
+        raise CliFail(f"cannot talk to the board on {port}: {exc}", exit_status(exc)) from None
+    wait_for_port(port)
+    return True
+
+
+def wait_for_port(port: str, timeout: float = RESTART_WAIT) -> None:
+    """Waits for a restarting board's port to open again (USB re-enumerates, a simulator listens
+    again)."""
+    time.sleep(1.0)  # the board restarts 100 ms after its answer: let the old port go first
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            serial.serial_for_url(port, timeout=0).close()
+            return
+        except (OSError, serial.SerialException):
+            if time.monotonic() > deadline:
+                raise CliFail(f"the board did not come back on {port} within {timeout:.0f} s.",
+                              EXIT_DEVICE) from None
+            time.sleep(_POLL)
 
 
 @click.command()
@@ -31,7 +88,9 @@ def deploy_commands(tree: Path) -> list[str]:
 @click.option("--port", required=True, help="Serial port of the board, e.g. /dev/ttyACM0.")
 @click.option("--dry-run", is_flag=True, help="Stage the files and print the mpremote command only.")
 def deploy(board: str, port: str, dry_run: bool) -> None:
-    """Compile the firmware for BOARD (mpy-cross) and copy it to the board on PORT."""
+    """Compile the firmware for BOARD (mpy-cross) and copy it to the board on PORT.
+
+    A board that runs capkey is asked for maintenance mode first: confirm with OK on its keypad."""
     click.echo(f"compiling for {board} ({BOARD_ARCH[board]})…", err=True)
     tree = stage(board)
     files = [p for p in tree.rglob("*") if p.is_file()]
@@ -45,6 +104,8 @@ def deploy(board: str, port: str, dry_run: bool) -> None:
     if not Path(port).exists() and not port.startswith(("rfc2217://", "socket://")):
         raise CliFail(f"no board on {port} (plug it in, or check the port with `capkey devices`).",
                       EXIT_DEVICE)
+    if enter_maintenance(port):
+        click.echo("the board is in maintenance mode; copying.", err=True)
     if subprocess.run(cmd).returncode:
         raise CliFail(f"copying to {port} failed (is the port in use?).", EXIT_DEVICE)
     click.echo("board flashed; it restarts on its home screen ('Choisir la fonction').", err=True)

@@ -1,0 +1,191 @@
+# The simulator's REPL in maintenance mode: on a board, main.py returns and MicroPython's REPL
+# answers on the USB stream; the unix port has no REPL on a socket, so this one stands in for it
+# on the simulator's TCP port (the same port as the link: `mpremote connect socket://127.0.0.1:P`).
+#
+# It speaks what mpremote uses of MicroPython's REPL (shared/runtime/pyexec.c):
+#   friendly   ">>> " prompt, one line at a time (an expression's value is printed, else the line
+#              is executed; no multi-line blocks), Ctrl-C clears the line, Ctrl-D on an empty line
+#              soft-reboots (the namespace is cleared), Ctrl-A enters the raw REPL
+#   raw        "raw REPL; CTRL-B to exit\r\n>"; the code up to Ctrl-D is answered "OK", its output,
+#              0x04, the error's traceback, 0x04, ">"; Ctrl-D alone soft-reboots; raw-paste mode
+#              (Ctrl-E A Ctrl-A) is declined with "R\x00"; Ctrl-B back to friendly
+# The output of code is what it prints with print() (sys.stdout itself cannot be redirected on the
+# unix port). The working folder is the board's storage folder: what a REPL sees of its flash.
+# One connection at a time; the namespace lives until a soft reboot, as on a board. Like the link,
+# it exits when its launcher is gone (CAPKEY_SIM_PARENT).
+import builtins
+import io
+import os
+import select
+import socket
+import sys
+
+_CTRL_A = 1
+_CTRL_B = 2
+_CTRL_C = 3
+_CTRL_D = 4
+_RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+_RAW_PASTE_ASK = b"\x05A"  # then Ctrl-A: raw-paste mode?
+_PARENT_POLL_MS = 1000
+
+
+def _cooked(text):
+    return text.replace("\n", "\r\n").encode()
+
+
+class Session:
+    """One REPL over a connection: feed(bytes) -> what the REPL answers (bytes)."""
+
+    def __init__(self, ns):
+        self.ns = ns
+        self.raw = False
+        self.buf = bytearray()
+        self.out = bytearray()
+
+    def _print(self, *args, sep=" ", end="\n", file=None):
+        if file is not None:
+            builtins.print(*args, sep=sep, end=end, file=file)
+            return
+        self.out.extend(_cooked(sep.join([str(a) for a in args]) + end))
+
+    def soft_reboot(self):
+        self.ns.clear()
+        self.ns["__name__"] = "__main__"
+        self.ns["print"] = self._print
+
+    def _run(self, raw, single):
+        # -> the traceback text ("" when the code ran); bytes that are no UTF-8 are an error too
+        try:
+            code = raw.decode()
+            if single:
+                try:
+                    value = eval(code, self.ns)
+                except SyntaxError:
+                    exec(code, self.ns)
+                else:
+                    if value is not None:
+                        self.out.extend(_cooked(repr(value) + "\n"))
+            else:
+                exec(code, self.ns)
+        except Exception as e:
+            err = io.StringIO()
+            sys.print_exception(e, err)
+            return err.getvalue()
+        return ""
+
+    def feed(self, data):
+        for b in data:
+            if self.raw:
+                self._raw(b)
+            else:
+                self._friendly(b)
+        out = bytes(self.out)
+        self.out = bytearray()
+        return out
+
+    def _friendly(self, b):
+        buf = self.buf
+        if b == _CTRL_A:
+            self.raw = True
+            self.buf = bytearray()
+            self.out.extend(b"\r\n" + _RAW_BANNER)
+        elif b == _CTRL_C:
+            self.buf = bytearray()
+            self.out.extend(b"\r\n>>> ")
+        elif b == _CTRL_D and not buf:
+            self.soft_reboot()
+            self.out.extend(b"\r\nMPY: soft reboot\r\n>>> ")
+        elif b in (8, 127):
+            if buf:
+                self.buf = buf[:-1]
+                self.out.extend(b"\x08 \x08")
+        elif b in (10, 13):
+            self.buf = bytearray()
+            self.out.extend(b"\r\n")
+            line = bytes(buf).strip()
+            if line:
+                self.out.extend(_cooked(self._run(line, True)))
+            self.out.extend(b">>> ")
+        elif b >= 32:
+            buf.append(b)
+            self.out.append(b)
+
+    def _raw(self, b):
+        buf = self.buf
+        if b == _CTRL_A:
+            self.buf = bytearray()
+            if buf == _RAW_PASTE_ASK:  # understood, not supported: mpremote writes plainly
+                self.out.extend(b"R\x00")
+            else:
+                self.out.extend(b"\r\n" + _RAW_BANNER)
+        elif b == _CTRL_B:
+            self.raw = False
+            self.buf = bytearray()
+            self.out.extend(b"\r\n>>> ")
+        elif b == _CTRL_C:
+            self.buf = bytearray()
+        elif b == _CTRL_D:
+            self.buf = bytearray()
+            if not buf:
+                self.soft_reboot()
+                self.out.extend(b"\r\nMPY: soft reboot\r\n" + _RAW_BANNER)
+                return
+            self.out.extend(b"OK")
+            err = self._run(bytes(buf), False)
+            self.out.extend(b"\x04")
+            self.out.extend(_cooked(err))
+            self.out.extend(b"\x04>")
+        else:
+            buf.append(b)
+
+
+def _parent_gone():
+    pid = os.getenv("CAPKEY_SIM_PARENT")
+    if not pid:
+        return False
+    try:
+        os.stat("/proc/" + pid)
+        return False
+    except OSError:
+        return True
+
+
+def serve(board):
+    """Serves the REPL on board.port until the process is stopped (or its launcher is gone)."""
+    os.chdir(board.storage)
+    ns = {}
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(socket.getaddrinfo("127.0.0.1", board.port)[0][-1])
+    srv.listen(1)
+    print("capkey-sim listening on 127.0.0.1:%d (maintenance mode: REPL)" % board.port)
+    waiting = select.poll()
+    waiting.register(srv, select.POLLIN)
+    session = Session(ns)
+    session.soft_reboot()
+    while True:
+        if not waiting.poll(_PARENT_POLL_MS):
+            if _parent_gone():
+                raise SystemExit(0)
+            continue
+        conn = srv.accept()[0]
+        session.raw = False
+        session.buf = bytearray()
+        reading = select.poll()
+        reading.register(conn, select.POLLIN)
+        try:
+            while True:
+                if not reading.poll(_PARENT_POLL_MS):
+                    if _parent_gone():
+                        raise SystemExit(0)
+                    continue
+                data = conn.recv(512)
+                if not data:
+                    break
+                out = session.feed(data)
+                if out:
+                    conn.write(out)
+        except OSError:
+            pass  # the host went away
+        finally:
+            conn.close()
