@@ -66,7 +66,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_breach(server):
     result = subprocess.run(
         [BIN / "schemathesis", "run", f"{url}/openapi.json", "-H", f"Authorization: Bearer {key}",
          "--checks", CHECKS, "--max-examples", "15", "--workers", "2"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, cwd=log.parent)  # its cache stays there
     tail = "\n".join(result.stdout.splitlines()[-25:])
     print(tail)  # the summary (operations, test cases, seed) in the test log
     assert result.returncode == 0, f"{result.stdout[-6000:]}\n--- server log ---\n" \
