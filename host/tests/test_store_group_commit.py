@@ -19,7 +19,7 @@ THREADS = 16
 @pytest.fixture(params=ENGINES)
 def store(request, tmp_path):
     target, schema = make_target(request.param, tmp_path)
-    s = open_store(target, schema=schema)
+    s = open_store(target, schema=schema, group_commit=True)  # PostgreSQL's default is off
     yield s
     if schema is not None:
         s.drop_schema()
@@ -170,6 +170,7 @@ def test_R9_same_code_from_many_threads_exactly_one_ok(engine, tmp_path):
     """The race of test_store_race.py, between threads of one process: they share batches."""
     target, schema = make_target(engine, tmp_path)
     w = build_world(target, schema)
+    w.store.group_commit = True
     try:
         ch = w.service.issue_login_challenge("C1", "U1")
         code = w.cards["U1"].respond(ch.cap_challenge)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import tempfile
@@ -62,7 +63,7 @@ def serve(db: str, origin: str, host: str, port: int, workers: int, imk_file: Pa
     """Serve the authentication service over HTTP (OpenAPI at /openapi.json)."""
     import uvicorn
 
-    from capkey.server.config import ENV, ServeConfig
+    from capkey.server.config import ENV, ServeConfig, TcpConfig
 
     if test_keys and imk_file is not None:
         raise click.UsageError("--test-keys and --imk-file exclude each other.")
@@ -81,9 +82,21 @@ def serve(db: str, origin: str, host: str, port: int, workers: int, imk_file: Pa
     os.environ[ENV] = config.to_json()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="capkey-metrics-")
-    uvicorn.run("capkey.server.config:app_from_environment", factory=True, host=host,
-                port=port, workers=workers, access_log=False, log_config=_log_config(
-                    log_level.upper()), server_header=False)
+    uv = TcpConfig("capkey.server.config:app_from_environment", factory=True, host=host,
+                   port=port, workers=workers, access_log=False, server_header=False,
+                   log_config=_log_config(log_level.upper()))
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        with contextlib.suppress(KeyboardInterrupt):
+            Multiprocess(uv, sockets=[uv.bind_socket()]).run()
+        return
+    uv.load_app()
+    server = uvicorn.Server(uv)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise CliFail(f"could not serve on {host}:{port} (see the log above)", EXIT_USAGE)
 
 
 @click.group(name="api-key", epilog=AUDIT_KEY_HELP)

@@ -192,7 +192,8 @@ def create_app(service: AuthService, *, limits: Limits | None = None,
         async def check(request: Request, credentials: Annotated[
                 HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
             token = credentials.credentials if credentials is not None else None
-            caller: Caller | None = await in_thread(lambda: keys.caller(token))
+            caller: Caller | None = (keys.caller(token) if keys.cached(token)
+                                     else await in_thread(lambda: keys.caller(token)))
             if caller is None:
                 raise problems.unauthorized()
             request.scope.setdefault("state", {})["caller"] = caller.key_id
@@ -209,9 +210,10 @@ def create_app(service: AuthService, *, limits: Limits | None = None,
                      operation: str, fn: Callable[[], BaseModel], *,
                      secret_answer: bool = False) -> Response:
         """Runs `fn` (the rules) once per idempotency key and answers its result or problem."""
-        digest = hashlib.sha256(request.url.path.encode() + b"\0"
-                                + body.model_dump_json().encode()).digest()
+        digest = b""
         if idem is not None:
+            digest = hashlib.sha256(request.url.path.encode() + b"\0"
+                                    + body.model_dump_json().encode()).digest()
             def prior_answer() -> IdempotentAnswer | None:
                 with store.read() as tx:
                     return tx.idempotent_get(caller.key_id, idem)

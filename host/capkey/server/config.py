@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import asdict, dataclass
 
+import uvicorn
 from starlette.types import ASGIApp
 
 from ..cert.ca import load_trust
@@ -61,6 +63,19 @@ class ServeConfig:
     def app(self, *, migrate: bool = True) -> ASGIApp:
         return create_app(self.service(migrate=migrate),
                           limits=Limits(self.max_body_bytes, self.request_seconds))
+
+
+class TcpConfig(uvicorn.Config):
+    """uvicorn's configuration, with the several workers' listening socket made with its
+    protocol named: uvicorn makes it without IPPROTO_TCP, so asyncio in the workers leaves
+    Nagle's algorithm on for their connections, and an answer written in two parts stalls 40 ms
+    on the client's delayed ACK (measured: 44 ms per request with 2 workers, 2 ms with 1)."""
+
+    def bind_socket(self) -> socket.socket:
+        sock = super().bind_socket()
+        tcp = socket.socket(fileno=sock.detach())  # family, type and protocol read back
+        tcp.set_inheritable(True)
+        return tcp
 
 
 def app_from_environment() -> ASGIApp:

@@ -113,6 +113,16 @@ class ApiKeys:
             return None
         return Caller(key_id, parse_scopes(row.scopes))
 
+    def cached(self, token: str | None) -> bool:
+        """Whether `caller(token)` can answer without the database (the event loop may call it
+        then, instead of a worker thread)."""
+        m = _KEY.match(token or "")
+        if m is None:
+            return True
+        with self._lock:
+            hit = self._cache.get(m.group(1))
+        return hit is not None and time.monotonic() - hit[0] < self._ttl
+
     def _row(self, key_id: str) -> ApiKeyRow | None:
         now = time.monotonic()
         with self._lock:

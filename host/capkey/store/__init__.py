@@ -46,7 +46,7 @@ DEFAULT_PATH = "capkey.db"
 
 def open_store(target: str | None = None, *, migrate: bool = True, schema: str | None = None,
                sqlite_synchronous: str = "FULL", audit_key: AuditKey | None = None,
-               group_commit: bool = True) -> Store:
+               group_commit: bool | None = None) -> Store:
     """Opens a store. `target` is a SQLite file path (or ``sqlite:///path``: ``sqlite:///bank.db``
     is ``bank.db``, ``sqlite:////var/lib/bank.db`` is ``/var/lib/bank.db``) or a
     ``postgresql://`` DSN; when None, the
@@ -61,9 +61,10 @@ def open_store(target: str | None = None, *, migrate: bool = True, schema: str |
     or pass ``SoftwareAuditKey.for_tests()``). Without any, `AuditKeyError`: a store never keys
     its trail under the test key on its own.
 
-    `group_commit` (default on) commits the decisions of concurrent threads together, each
-    answered once its batch is durable (`Store.transaction`); off, every decision has its own
-    commit and flush."""
+    `group_commit` commits the decisions of concurrent threads together, each answered once its
+    batch is durable (`Store.transaction`); off, every decision has its own commit and flush.
+    None: the engine's default (SQLite on; PostgreSQL off, see `capkey.store.postgres`)."""
+    engine_options = {} if group_commit is None else {"group_commit": group_commit}
     target = target or os.environ.get("CAPKEY_DB") or DEFAULT_PATH
     if audit_key is None:
         audit_key = key_from_environment()
@@ -75,15 +76,14 @@ def open_store(target: str | None = None, *, migrate: bool = True, schema: str |
     if target.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
-        store = PostgresStore(target, audit_key=audit_key, schema=schema,
-                              group_commit=group_commit)
+        store = PostgresStore(target, audit_key=audit_key, schema=schema, **engine_options)
     else:
         if schema is not None:
             raise StoreError("schema applies to PostgreSQL only")
         from .sqlite import SqliteStore
 
         store = SqliteStore(target.removeprefix("sqlite:///"), audit_key=audit_key, synchronous=sqlite_synchronous,
-                            group_commit=group_commit)
+                            **engine_options)
     if migrate:
         store.migrate()
     return store

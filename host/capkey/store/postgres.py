@@ -6,6 +6,11 @@ users proceed in parallel; every state change is still a conditional ``UPDATE`` 
 decides (PostgreSQL re-checks the ``WHERE`` of a waiting ``UPDATE`` against the committed row), so a
 double accept would need both guards to fail. Audit chain heads are locked last, in chain order.
 
+Group commit is off by default here: PostgreSQL already groups the commits of concurrent
+sessions, and a batch holding several users' row locks in one process can deadlock with another
+process's batch (measured: `capkey serve` with two workers, 64 callers). Turn it on only for a
+single process.
+
 Durability follows the server's ``synchronous_commit`` (on by default: a reported commit survives a
 power cut). Challenge issuance sets ``synchronous_commit = off`` for its own transaction only.
 """
@@ -43,7 +48,7 @@ class PostgresStore(Store):
     _for_update_plain = " FOR UPDATE"
 
     def __init__(self, dsn: str, *, audit_key: AuditKey, schema: str | None = None,
-                 connect_timeout: int = 5, group_commit: bool = True):
+                 connect_timeout: int = 5, group_commit: bool = False):
         super().__init__(audit_key, group_commit=group_commit)
         self.schema = schema
         if schema is not None and not _SCHEMA_NAME.match(schema):

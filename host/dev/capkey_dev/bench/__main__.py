@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 # Each module defines run() -> None and prints its own table.
-_MODULES = ("cert", "link", "cap", "device", "rules", "commit")
+_MODULES = ("cert", "link", "cap", "device", "rules", "commit", "http")
 
 
 def main() -> None:
