@@ -55,11 +55,14 @@ def _log_config(level: str) -> dict:
               help="Largest request body, bytes.")
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
               help="Longest wait for an answer, seconds.")
+@click.option("--group-commit/--no-group-commit", default=None,
+              help="Commit concurrent decisions together (default: on for SQLite, off for "
+                   "PostgreSQL; docs/rules.md, Durability).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(db: str, origin: str, host: str, port: int, workers: int, imk_file: Path | None,
           kek_file: Path | None, test_keys: bool, ca_dir: Path | None, max_body: int,
-          timeout: float, log_level: str) -> None:
+          timeout: float, group_commit: bool | None, log_level: str) -> None:
     """Serve the authentication service over HTTP (OpenAPI at /openapi.json)."""
     import uvicorn
 
@@ -71,7 +74,7 @@ def serve(db: str, origin: str, host: str, port: int, workers: int, imk_file: Pa
         raise click.UsageError("--imk-file and --kek-file go together.")
     config = ServeConfig(db, origin, str(imk_file) if imk_file else None,
                          str(kek_file) if kek_file else None, test_keys,
-                         str(ca_dir) if ca_dir else None, max_body, timeout)
+                         str(ca_dir) if ca_dir else None, max_body, timeout, group_commit)
     store = open_db(db)  # migrated once, here, before the workers start
     try:
         config.service(store)  # every file is read up front: a bad one fails here, not per worker

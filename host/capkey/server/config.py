@@ -37,6 +37,7 @@ class ServeConfig:
     ca_dir: str | None = None
     max_body_bytes: int = Limits.max_body_bytes
     request_seconds: float = Limits.request_seconds
+    group_commit: bool | None = None  # None: the engine's default (rules.md, "Durability")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -56,7 +57,8 @@ class ServeConfig:
             trust, revocation = load_trust(self.ca_dir)
             signature = SignatureVerifier(trust, revocation, origin=self.origin)
         return AuthService(
-            store if store is not None else open_store(self.db, migrate=migrate),
+            store if store is not None else open_store(self.db, migrate=migrate,
+                                                       group_commit=self.group_commit),
             cap_verifier=None if issuer is None else CapVerifier(issuer, origin=self.origin),
             signature_verifier=signature, actor="capkey-serve")
 

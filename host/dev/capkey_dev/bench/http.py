@@ -2,7 +2,8 @@
 (uvicorn workers) on SQLite at ``synchronous=FULL`` and on PostgreSQL, and a load generator on
 127.0.0.1: 1, 16 and 64 concurrent callers, each a keep-alive connection that runs the guide's CAP
 login (POST /v1/login/challenges, then POST /v1/logins with the card's next Identify code, computed
-before the clock starts).
+before the clock starts). SQLite with one commit per login, then with group commit (one
+worker, two workers); PostgreSQL with its own grouping of commits across sessions.
 
 Each run is bounded in count and time. After it, the database must hold exactly one session per
 accepted login and no login may have been refused (a lost or double accept shows as a mismatch).
@@ -92,13 +93,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(db: str, workers: int, folder: str) -> tuple[subprocess.Popen, int]:
+def _serve(db: str, workers: int, folder: str, group: bool) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     env = os.environ | {"CAPKEY_AUDIT_TEST_KEY": "1"}
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("capkey")), "serve", "--db", db, "--origin",
          "https://banque.example", "--test-keys", "--workers", str(workers), "--port", str(port),
-         "--log-level", "warning"],
+         "--log-level", "warning", "--group-commit" if group else "--no-group-commit"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(folder, "serve.log"), "w"))
     deadline = time.monotonic() + 60
     while True:
@@ -111,7 +112,8 @@ def _serve(db: str, workers: int, folder: str) -> tuple[subprocess.Popen, int]:
             time.sleep(0.2)
 
 
-def _table(db: str, schema: str | None, label: str, folder: str, workers: int) -> None:
+def _table(db: str, schema: str | None, label: str, folder: str, workers: int,
+           group: bool) -> None:
     svc = make_service(db, schema)
     try:
         provision(svc, [_SUB])
@@ -119,7 +121,9 @@ def _table(db: str, schema: str | None, label: str, folder: str, workers: int) -
         plan = login_plan(svc, _SUB, _LOGINS * len(CALLERS))
     finally:
         svc.store.close()
-    proc, port = _serve(db if schema is None else _with_schema(db, schema), workers, folder)
+    proc, port = _serve(db if schema is None else _with_schema(db, schema), workers, folder,
+                        group)
+    label = f"{label}, {'group commit    ' if group else 'one commit/login'}"
     accepted = 0
     try:
         for k, callers in enumerate(CALLERS):
@@ -158,11 +162,12 @@ def run() -> None:
           f"target: >= {_TARGET} durable logins/s; {os.cpu_count()} CPUs shared with the "
           "load generator")
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
-        for workers in (1, 2):
-            _table(f"sqlite:///{tmp}/bank{workers}.db", None, "SQLite FULL", tmp, workers)
+        for workers, group in ((2, False), (1, True), (2, True)):
+            _table(f"sqlite:///{tmp}/bank{workers}{group:d}.db", None, "SQLite FULL", tmp,
+                   workers, group)
         dsn = os.environ.get("CAPKEY_PG_DSN") or PG_DSN
         reason = pg_available(dsn)
         if reason:
             print(f"PostgreSQL: not measured ({reason})")
             return
-        _table(dsn, f"bench_{secrets.token_hex(4)}", "PostgreSQL ", tmp, 2)
+        _table(dsn, f"bench_{secrets.token_hex(4)}", "PostgreSQL ", tmp, 2, False)
