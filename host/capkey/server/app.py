@@ -285,13 +285,10 @@ def create_app(service: AuthService, *, limits: Limits | None = None,
                 cert=_cert(body.certificate), challenge_id=body.challenge_id))
             if result.session is None:
                 raise problems.outcome_problem(result.outcome)
-            ses = result.session  # OK, or CODE_CHANGE_REQUIRED with a session to change it in
+            # OK, or CODE_CHANGE_REQUIRED with a session to change the code in
             outcome: Literal["OK", "CODE_CHANGE_REQUIRED"] = (
                 "OK" if result.outcome is Outcome.OK else "CODE_CHANGE_REQUIRED")
-            return s.LoginOut(outcome=outcome, session=s.SessionOut(
-                id=ses.id, subscription=ses.subscription, user_no=ses.user_no, role=ses.role,
-                method=ses.method, auth_level=ses.auth_level, sca_at=ses.sca_at,
-                must_change=ses.must_change))
+            return s.LoginOut(outcome=outcome, session=result.session)
         return await decide(request, caller, idem, body, "login", run)
 
     @app.post("/v1/authorize", response_model=s.OutcomeOut, responses=_COMMON,

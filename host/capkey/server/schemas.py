@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ..rules import AuthLevel, Method, Role
+from ..rules import Session
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=12,
                                          pattern=r"^[A-Za-z0-9_-]+$")]
@@ -132,23 +132,12 @@ class ChallengeOut(BaseModel):
     expires_at: datetime
 
 
-class SessionOut(BaseModel):
-    id: str
-    subscription: str
-    user_no: str
-    role: Role
-    method: Method
-    auth_level: AuthLevel
-    sca_at: datetime | None
-    must_change: bool
-
-
 class LoginOut(BaseModel):
     """A session: OK, or CODE_CHANGE_REQUIRED (a confidential code to change first: the session
     serves only /v1/code/change)."""
 
     outcome: Literal["OK", "CODE_CHANGE_REQUIRED"] = "OK"
-    session: SessionOut
+    session: Session  # the rules' own record of it
 
 
 class OutcomeOut(BaseModel):
