@@ -20,7 +20,7 @@ from link.codes import (
     ERR_PIN_INVALID,
     KA_WAITING_FOR_USER,
 )
-from ui.test_fakeboard import settle, text, until
+from ui.test_fakeboard import accept, settle, text, until
 
 
 async def _start():
@@ -182,8 +182,7 @@ async def test_connected_get_code_confirm_pin_and_errors():
     await until(lambda: "1 250,00 EUR" in text(ctx.ui))
     if "2371 0189" not in text(ctx.ui):
         raise AssertionError(text(ctx.ui))
-    b.press("D")
-    await settle()
+    await accept(ctx.ui, b)
     b.press("1234D")
     await asyncio.wait_for_ms(t, 2000)  # ATC 2 spent on Sign: vectors differ from here
     b.press("D")
