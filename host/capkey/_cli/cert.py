@@ -15,7 +15,7 @@ The CA folder comes from --ca or $CAPKEY_CA; its password from $CAPKEY_CA_PASSWO
 (hidden, on stderr; none without a terminal). The PIN is never asked here: the person types it on
 the device.
 
-Key slots are numbered 1-4 here, as the device shows them (« Emplacement 1 »); the link protocol
+Key slots are numbered 1-4 here, as the device shows them ("Emplacement 1"); the link protocol
 and the Python API (`KeyClient`, the CA's records, the agent's JSON) number them 0-3.
 """
 
@@ -45,7 +45,7 @@ def _now() -> dt.datetime:
 
 
 def _slot_option(f):
-    """--slot N, 1-4 as a person counts (the device's « Emplacement N »), passed on as `slot`,
+    """--slot N, 1-4 as a person counts (the device's "Emplacement N"), passed on as `slot`,
     the protocol's 0-3."""
     return click.option(
         "--slot",
@@ -53,7 +53,7 @@ def _slot_option(f):
         required=True,
         callback=lambda ctx, param, value: value - 1,
         help=f"Key slot {SLOTS.start + 1}-{SLOTS.stop}, as the device numbers them "
-        "(« Emplacement 1 » is slot 1).",
+        '("Emplacement 1" is slot 1).',
     )(f)
 
 
