@@ -57,7 +57,7 @@ def _cut(text, width):
     # before : ; ! ? », a space no row may start after ("Essais" / "restants : 2", not
     # "Essais restants" / ": 2").
     first = cut = text.rfind(" ", 0, width + 1)
-    while cut > 0 and text[cut + 1] in _NO_BREAK_BEFORE:
+    while 0 < cut < len(text) - 1 and text[cut + 1] in _NO_BREAK_BEFORE:
         cut = text.rfind(" ", 0, cut)
     if cut <= 0:
         cut = first  # no other space: there, rather than inside a word

@@ -134,6 +134,7 @@ def test_wrap():
     assert wrap("Essais restants : 2", 16, []) == ["Essais", "restants : 2"]
     assert wrap("Activer le lecteur ? Oui", 16, []) == ["Activer le", "lecteur ? Oui"]
     assert wrap("abcdefghijklmnop : 2", 16, []) == ["abcdefghijklmnop", ": 2"]  # no other space
+    assert wrap("0123456789abcdef ", 16, []) == ["0123456789abcdef", ""]  # a space at the end
 
 
 def test_blank_and_wake():
