@@ -9,10 +9,10 @@ the HIL tests drive it), saved as PNG (the framebuffer 4x, `capkey.link.screen.t
 The same firmware draws the same pixels and the PNG encoding has no date in it, so the pictures
 are byte for byte the same from one run to the next: `--check` (hil_tests/test_screens.py)
 fails when a firmware change altered a screen and `make screens` was not run. The table gives
-each picture's rows of text as its alt text, and when a person meets the screen (SHOTS). Nothing shown
-depends on chance: the CAP card has the test issuer's keys and a fixed PAN, codes come from a
-fresh card's counter, the certificates' names are fixed. "Infos appareil" is left out: its serial
-number and free heap differ from one simulator to another.
+each picture's rows of text as its alt text, and when a person meets the screen (SHOTS).
+Nothing shown depends on chance: the CAP card has the test issuer's keys and a fixed PAN, codes
+come from a fresh card's counter, the certificates' names are fixed. "Infos appareil" is left
+out: its serial number and free heap differ from one simulator to another.
 """
 
 from __future__ import annotations
