@@ -102,6 +102,12 @@ async def test_keypad_code_and_sign_flows_give_the_vector_codes():
         raise AssertionError("PIN not masked: " + text(ctx.ui))
     b.press("D")
     await until(lambda: s[0]["otp"] in text(ctx.ui))  # Identify, ATC 1
+    drawn = bytes(ctx.board.display.buffer)
+    await settle(50)  # the flow has ended, its modules are gone: the app keeps the code on
+    if ctx.ui.snapshot()[1] != ["Votre code", "", s[0]["otp"], "", "D:OK *:ANNULER"]:
+        raise AssertionError("code screen %r" % ctx.ui.snapshot()[1])
+    if bytes(ctx.board.display.buffer) != drawn:
+        raise AssertionError("the code screen changed once the flow ended")
     b.press("D")
     await until(lambda: "Choisir la fonction" in text(ctx.ui))
     for keys in ("B1", "78901234D", "1234D"):  # Réponse
