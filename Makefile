@@ -11,7 +11,7 @@ PORT    ?= /dev/ttyACM0
 PG_DSN  := postgresql://capkey:capkey@127.0.0.1:5432/capkey
 APT_PKGS := pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig postgresql chromium
 
-.PHONY: demo test bench hil deploy lint mpy catalog apidoc venv system postgres clean
+.PHONY: demo test bench hil deploy lint mpy catalog apidoc screens venv system postgres clean
 
 $(STAMP): pyproject.toml host/dev/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -59,6 +59,11 @@ catalog: venv
 # The public Python API's reference page, docs/api/capkey.html (pdoc, from the docstrings).
 apidoc: venv
 	$(BIN)/python -m capkey_dev.apidoc
+
+# Every device screen a person can meet, from a fresh simulator: docs/screens/*.png and their
+# table in docs/ui.md (hil_tests/test_screens.py checks them).
+screens: venv
+	$(BIN)/python -m capkey_dev.screens
 
 # Cross-compile every firmware and board file for the three target architectures.
 mpy: venv

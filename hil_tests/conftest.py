@@ -7,9 +7,9 @@
 Fixtures:
     device_url  the URL under test (session)
     device      a capkey.link.device.Device connected to it (one per test)
-    operator    press(keys) / screen_lines() / wait_for_text(text, timeout): the keypad and the
-                screen, through PRESS/SCREEN on a second connection (simulator), or a person
-                prompted on the terminal (real board: SCREEN still reads the display)
+    operator    press(keys) / screen_lines() / wait_for_text(text, timeout) / accept(): the
+                keypad and the screen, through PRESS/SCREEN on a second connection (simulator),
+                or a person prompted on the terminal (real board: SCREEN still reads the display)
     connect     connect(url) -> Device, retried while the device starts
     operator_for  operator_for(simulator) -> an Operator of another simulator
     sim         the session's Simulator (kill / start / restart / crash injection / keys held at
@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from capkey_dev.demo import accept
 from capkey_dev.sim import Simulator
 
 from capkey.catalog.boards import BOARDS, SIMULATOR
@@ -217,6 +218,11 @@ class Operator:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} not on the screen within {timeout:g} s: {lines}")
             time.sleep(0.05)
+
+    def accept(self) -> list[str]:
+        """OK on the confirmation on screen, scrolled to its end first (B until the
+        "D:OK *:ANNULER" hint shows, then D); the rows shown on the way."""
+        return accept(self.screen_lines, self.press)
 
     def close(self) -> None:
         dev, self._dev = self._dev, None

@@ -247,7 +247,7 @@ def sign(device, operator, data: bytes, first_line: str, pin: str = PIN,
          pick: str | None = None) -> tuple[int, bytes]:
     call = start_sign(device, data)
     operator.wait_for_text(first_line, timeout=10)
-    operator.press("D")
+    operator.accept()
     if pick is not None:
         operator.wait_for_text("Sélectionnez")
         operator.press(pick)

@@ -117,7 +117,7 @@ def test_connected_mode_code_comes_back_and_stays_on_screen(device, operator):
     while 2 not in seen and time.monotonic() < deadline:  # KEEPALIVE WAITING_FOR_USER
         time.sleep(0.02)
     assert 2 in seen
-    operator.press("D")
+    operator.accept()
     type_pin(operator)
     code = call.join().decode()
     assert read_code(operator) == code

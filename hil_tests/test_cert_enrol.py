@@ -1,15 +1,13 @@
 """The certificate key end to end on a fresh simulated device: provisioning, attested enrolment by
 the bank CA, then login, payment and batch signatures made on the device (shown, OK, PIN on the
 keypad) and accepted by the bank's verifier; ANNULER, a wrong PIN, a non-canonical payload and
-revocation refused. The payment confirmation screen is saved as a PNG: with CAPKEY_WRITE_SCREENS=1
-it replaces docs/screens/cert-payment.png (otherwise it goes to the test's tmp_path)."""
+revocation refused. (The pictures of these screens in docs/screens/ come from
+`python -m capkey_dev.screens`.)"""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
-from pathlib import Path
 
 import pytest
 from cap_support import InThread
@@ -26,7 +24,6 @@ from capkey.cert.verifier import (
 )
 from capkey.link.errors import LinkError, PinInvalid, ProtocolError
 from capkey.link.key import Cmd, KeyClient, KeyState, enrol
-from capkey.link.screen import to_png
 
 pytestmark = pytest.mark.sim_only  # a fresh simulator of its own (new_sim)
 
@@ -34,7 +31,6 @@ PIN = "135790"
 PUK = "24680135"
 ORIGIN = "https://banque.example"
 IBAN = "FR7630006000011234567890189"
-DOC_SCREENS = Path(__file__).resolve().parents[1] / "docs" / "screens"
 
 
 @pytest.fixture
@@ -71,8 +67,8 @@ def bank(new_sim, operator_for, connect, tmp_path):
 
 def _sign_on_device(op, key, fields, *, title: str, pin: str = PIN):
     job = InThread(key.sign, fields.to_bytes())
-    lines = op.wait_for_text(title)
-    op.press("D")
+    op.wait_for_text(title)
+    lines = op.accept()
     op.wait_for_text("Code PIN")
     op.press(pin + "D")
     return job, lines
@@ -110,21 +106,14 @@ def test_enrolment_is_attested_and_loaded(bank):
     )
 
 
-def test_payment_signed_on_the_device_is_accepted_by_the_bank(bank, connect, tmp_path):
+def test_payment_signed_on_the_device_is_accepted_by_the_bank(bank):
     sim, op, _, key, ca, cert = bank
     fields = P.PaymentPayload(secrets.token_bytes(32), 125000, "EUR", IBAN, "ACME SARL")
     job = InThread(key.sign, fields.to_bytes())
-    lines = op.wait_for_text("Virement")
-    text = " ".join(lines)
+    op.wait_for_text("Virement")
+    text = " ".join(op.accept())
     for expected in fields.display_lines():
         assert expected in text  # the device shows exactly what the payload says
-    watcher = connect(sim.url)
-    try:
-        folder = DOC_SCREENS if os.environ.get("CAPKEY_WRITE_SCREENS") == "1" else tmp_path
-        (folder / "cert-payment.png").write_bytes(to_png(watcher.screen()[0], scale=4))
-    finally:
-        watcher.close()
-    op.press("D")
     op.wait_for_text("Code PIN")
     op.press(PIN + "D")
     slot, signature = job.join()

@@ -197,7 +197,7 @@ def sign_on_device(page, keypad: Keypad, pin: str, shows: str) -> None:
         keypad.wait_for(shows)
     except DemoError as exc:
         raise AssertionError(f"{exc}; the page says: {page.inner_text('#signer .status')!r}") from exc
-    keypad.press("D")
+    keypad.accept()
     keypad.wait_for("Code PIN")
     keypad.press(pin + "D")
 

@@ -21,6 +21,7 @@ import ondemand
 from link import LinkError
 from link.codes import ERR_BUSY
 from micropython import const
+from ui import i18n
 
 __version__ = "0.1.0"
 
@@ -117,9 +118,15 @@ class CapApp:
             await asyncio.sleep_ms(left)
 
     # -- keypad flows ------------------------------------------------------------------------
+    def code_screen(self, text):
+        """(lines, title) of the screen that shows a code: drawn by commands/cap.py as soon as
+        the card gives the code, then kept on by _show_code, the same pixels."""
+        return ("", text, "", i18n.HINT_OK), _YOUR_CODE
+
     async def _show_code(self, ui, text):
         if text is not None:
-            await ui.message(("", text), title=_YOUR_CODE, timeout_ms=CODE_SHOW_MS)
+            lines, title = self.code_screen(text)
+            await ui.message(lines, title=title, timeout_ms=CODE_SHOW_MS)
             ui.cancelled = False  # leaving the code with ANNULER is not a cancelled operation
 
     async def code_flow(self, ui):

@@ -20,7 +20,7 @@ from link.codes import (
     ERR_PIN_INVALID,
     KA_WAITING_FOR_USER,
 )
-from ui.test_fakeboard import settle, text, until
+from ui.test_fakeboard import accept, settle, text, until
 
 
 async def _start():
@@ -102,6 +102,12 @@ async def test_keypad_code_and_sign_flows_give_the_vector_codes():
         raise AssertionError("PIN not masked: " + text(ctx.ui))
     b.press("D")
     await until(lambda: s[0]["otp"] in text(ctx.ui))  # Identify, ATC 1
+    drawn = bytes(ctx.board.display.buffer)
+    await settle(50)  # the flow has ended, its modules are gone: the app keeps the code on
+    if ctx.ui.snapshot()[1] != ["Votre code", "", s[0]["otp"], "", "D:OK *:ANNULER"]:
+        raise AssertionError("code screen %r" % ctx.ui.snapshot()[1])
+    if bytes(ctx.board.display.buffer) != drawn:
+        raise AssertionError("the code screen changed once the flow ended")
     b.press("D")
     await until(lambda: "Choisir la fonction" in text(ctx.ui))
     for keys in ("B1", "78901234D", "1234D"):  # Réponse
@@ -182,8 +188,7 @@ async def test_connected_get_code_confirm_pin_and_errors():
     await until(lambda: "1 250,00 EUR" in text(ctx.ui))
     if "2371 0189" not in text(ctx.ui):
         raise AssertionError(text(ctx.ui))
-    b.press("D")
-    await settle()
+    await accept(ctx.ui, b)
     b.press("1234D")
     await asyncio.wait_for_ms(t, 2000)  # ATC 2 spent on Sign: vectors differ from here
     b.press("D")

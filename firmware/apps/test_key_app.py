@@ -27,7 +27,7 @@ from link.codes import (
     KA_PROCESSING,
     KA_WAITING_FOR_USER,
 )
-from ui.test_fakeboard import settle, text, until
+from ui.test_fakeboard import accept, settle, text, until
 
 PIN = "123456"
 
@@ -110,12 +110,15 @@ async def _load(ctx, slot, der, chunk=100):
         await _call(ctx, app_key.CMD_LOAD_CERT, p)
 
 
-async def _sign(ctx, payload, pin=PIN, pick=None):
+async def _sign(ctx, payload, pin=PIN, pick=None, listed=None):
+    # listed: the rows the certificate choice shows under its title, when there is one
     t = _call(ctx, app_key.CMD_SIGN, payload)
     await until(lambda: "Signature" in text(ctx.ui))
-    await _typ(ctx.board, "D")
+    await accept(ctx.ui, ctx.board)
     if pick is not None:
         await until(lambda: "Sélectionnez" in text(ctx.ui))
+        if listed is not None and ctx.ui.snapshot()[1][2:] != listed:
+            raise AssertionError("choice %r" % ctx.ui.snapshot()[1])
         await _typ(ctx.board, pick)
     await until(lambda: "Code PIN" in text(ctx.ui))
     await _typ(ctx.board, pin)
@@ -195,7 +198,8 @@ async def test_several_certificates_ask_which_one():
     await _load(ctx, 0, _cert(att[-129:-64], "Alice Pro"))
     att2 = await _generate(ctx, 2)
     await _load(ctx, 2, _cert(att2[-129:-64], "Alice Perso"))
-    t = await _sign(ctx, _payload("login"), pick="2")
+    # numbered once, by the keys that pick them (the PIN prompt then says « 3 Alice Perso »)
+    t = await _sign(ctx, _payload("login"), pick="2", listed=["1 Alice Pro", "2 Alice Perso"])
     out = await t
     if out[0] != 2 or not p256v.verify(att2[-129:-64], hashlib.sha256(_payload("login")).digest(), out[1:]):
         raise AssertionError("signed with the chosen certificate")
@@ -281,7 +285,7 @@ async def test_timeout_and_host_cancel_end_the_dialogue():
     # the host cancels while the person types the PIN: the task ends, the home screen comes back
     t = _call(ctx, app_key.CMD_SIGN, _payload())
     await until(lambda: "Virement" in text(ctx.ui))
-    await _typ(ctx.board, "D")
+    await accept(ctx.ui, ctx.board)
     await until(lambda: "Code PIN" in text(ctx.ui))
     await _typ(ctx.board, "123")
     t.cancel()

@@ -59,7 +59,6 @@ AMOUNT = "Montant"
 CARD_ERROR = "Erreur carte"
 TRIES = "Essais restants"
 
-_YOUR_CODE = "Votre code"
 _CARD_REFUSED = "Carte refusée"
 _CALL_BANK = "Contactez votre banque"
 
@@ -110,7 +109,7 @@ def code(app, ui, c, mode, pin, challenge=None, amount=None, fields=None):
     ui.show((i18n.WAIT,))
     c.power_on()
     text = str(rd.CapReader(c.process).code(mode, pin, challenge, amount, fields))
-    ui.show(("", text, "", i18n.HINT_OK), title=_YOUR_CODE)
+    ui.show(*app.code_screen(text))
     app.last_code_ms = ticks_diff(ticks_ms(), t0)
     return text
 

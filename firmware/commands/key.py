@@ -61,7 +61,7 @@ _DELETE_ASK = "Supprimer la clé ?"
 _CHOOSE_PIN = "Choisissez votre code PIN"
 _CHOOSE_PUK = "Choisissez votre code PUK"
 _CONFIRM_PUK = "Confirmez le code PUK"
-_PUK_RULE = "8 chiffres, à noter : il débloque le code PIN"
+_PUK_RULE = "8 chiffres, à noter : il débloque le PIN"  # 3 rows under a 2-row title
 _PUK_IS_PIN = "Le PUK doit différer du code PIN"
 _SIGNED = "Signature effectuée"
 _CONFIRM_PIN = "Confirmez le code PIN"
@@ -161,10 +161,13 @@ class KeyDialogues:
             out.append((i, bool(f & 1), subject))
         return out
 
+    def name(self, subject):
+        """A certificate as the person sees it: its subject's CN."""
+        return (sg.subject_cn(subject) if subject else None) or "?"
+
     def label(self, slot, subject):
-        """A slot as the person sees it: "1 <subject CN>"."""
-        cn = sg.subject_cn(subject) if subject else None
-        return "%d %s" % (slot + 1, cn or "?")
+        """A slot as the person sees it: "1 <subject CN>" (slot 0 is « Emplacement 1 »)."""
+        return "%d %s" % (slot + 1, self.name(subject))
 
     async def _pin_failure(self, ui, sw, puk=False):
         # Shows what a refused PIN/PUK means and raises the matching Fail.
@@ -362,7 +365,8 @@ class KeyCommands(KeyDialogues):
         chosen = candidates[0]
         if len(candidates) > 1:
             await self.keepalive(KA_WAITING_FOR_USER)
-            i = await ui.choose(_SELECT, [self.label(i, s) for i, s in candidates])
+            # the names alone: choose() numbers them (1, 2...) for the keys that pick them
+            i = await ui.choose(_SELECT, [self.name(s) for _, s in candidates])
             if i is None:
                 raise Fail(ERR_DENIED if ui.cancelled else ERR_TIMEOUT)
             chosen = candidates[i]

@@ -76,7 +76,7 @@ class Ui(Shell, Inputs):
 
     def show(self, lines, title=None):
         """Title (inverted, up to 2 rows) then `lines` (str) wrapped at
-        spaces to 16 columns; what does not fit is cut."""
+        spaces to 16 columns; what does not fit is cut (the scroll bar says so)."""
         self._check_owner()
         self._paint(self._layout(lines), title)
 
@@ -95,8 +95,9 @@ class Ui(Shell, Inputs):
         return rows
 
     def _paint(self, rows, title=None, top=0, align=LEFT, inv_a=-1, inv_b=-1):
-        """Draw the title and rows[top:] (rows inv_a..inv_b-1 inverted). Returns the number of
-        content rows the screen has under the title."""
+        """Draw the title and rows[top:] (rows inv_a..inv_b-1 inverted), with a scroll bar when
+        the rows do not all fit. Returns the number of content rows the screen has under the
+        title."""
         scr = self.scr
         scr.clear()
         r = 0
@@ -111,6 +112,7 @@ class Ui(Shell, Inputs):
             if j >= n:
                 break
             scr.row(r + i, rows[j], inv_a <= j < inv_b, align)
+        scr.scrollbar(r, avail, top, n)
         scr.flush()
         return avail
 

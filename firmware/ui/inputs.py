@@ -1,7 +1,9 @@
 # Input primitives of the Ui (mixed into ui.core.Ui). All take an inactivity timeout
 # (timeout_ms, default Ui.INPUT_MS) and end on ANNULER (*) with ui.cancelled = True, which the
 # home loop turns into "Opération annulée". A/B scroll where a list or a text is longer than
-# the screen; D (OK) accepts; C (CORR) erases the last digit.
+# the screen; D (OK) accepts; C (CORR) erases the last digit. A confirmation longer than the
+# screen is accepted only once its end was shown: D first shows the rest (its last row is the
+# "D:OK *:ANNULER" hint, so D confirms exactly when the hint is on screen).
 from . import i18n
 from .screen import COLS, RIGHT, ROWS, wrap
 
@@ -181,7 +183,7 @@ class Inputs:
         """Show `lines` with "D:OK *:ANNULER" -> True on OK, False on ANNULER or timeout."""
         rows = list(lines)
         rows.append(i18n.HINT_OK)
-        k = await self._pager(rows, title, timeout_ms)
+        k = await self._pager(rows, title, timeout_ms, True)
         self.cancelled = k == "*"
         return k == "D"
 
@@ -189,21 +191,29 @@ class Inputs:
         """Show `lines` until OK (-> True), ANNULER or timeout (-> False)."""
         return await self._pager(lines, title, timeout_ms) == "D"
 
-    async def _pager(self, lines, title, timeout_ms):
+    async def _pager(self, lines, title, timeout_ms, to_end=False):
         # Text longer than the screen scrolls with A (up) and B (down). Returns D, * or None.
+        # to_end: D returns only once the last row was shown; before that it pages down.
         self._check_owner()
         limit = self._limit(timeout_ms)
         rows = self._layout(lines)
         top = 0
+        seen = not to_end
         while True:
             avail = self._paint(rows, title, top)
+            end = len(rows) - avail  # top of the last page (negative: it all fits)
+            if top >= end:
+                seen = True
             while True:
                 k = await self.key(limit)
+                if k == "D" and not seen:
+                    top = min(top + avail, end)
+                    break
                 if k is None or k == "D" or k == "*":
                     return k
                 if k == "A" and top > 0:
                     top -= 1
                     break
-                if k == "B" and top + avail < len(rows):
+                if k == "B" and top < end:
                     top += 1
                     break

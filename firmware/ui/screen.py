@@ -1,6 +1,12 @@
-# Text screen over the board's 128x64 MONO_VLSB framebuffer: 8 rows of 16 columns with
+# Text screen over the board's 128x64 MONO_VLSB framebuffer: 7 rows of 16 columns with
 # framebuf's built-in 8x8 font, French accented letters, inverted rows (titles, menu cursor),
-# and a copy of the text of every row for ui.snapshot().
+# a scroll bar, and a copy of the text of every row for ui.snapshot().
+#
+# Rows are PITCH = 9 pixels apart: a row is a blank pixel line, then the 8x8 cell. The font uses
+# the cell's row 0 (capitals, accents' marks) and row 7 (the descenders of g j p q y , ;), so at
+# 8 pixels apart a descender touched the capital under it; the blank line keeps every pair of
+# rows apart (7 x 9 = 63 pixels: the panel's last pixel line stays dark). An inverted row is lit
+# over its 9 lines, so a title bar has a lit line above its text.
 #
 # framebuf.text() only knows ASCII: a UTF-8 "é" would come out as two blocks. Accented letters
 # are built in an 8x8 scratch glyph: the base letter from the font plus a mark. The lowercase
@@ -13,7 +19,8 @@ from micropython import const
 WIDTH = const(128)
 HEIGHT = const(64)
 COLS = const(16)
-ROWS = const(8)
+ROWS = const(7)
+PITCH = const(9)  # pixels from one row to the next: 8 for the font, 1 blank above it
 
 LEFT = const(0)
 CENTER = const(1)
@@ -42,11 +49,18 @@ _MARKS = (
 # after the last of these on the row, the first group preferred ("http://" / "127.0.0.1:8400/"
 # / "connexion", not "http://127.0.0." / "1:8400/connexion"); a hard cut only without any.
 _BREAKS = ("/", ":?&=", ".-_,;@")
+_NO_BREAK_BEFORE = ":;!?»"
 
 
 def _cut(text, width):
-    # (end of this row, start of the next) for text longer than width
-    cut = text.rfind(" ", 0, width + 1)
+    # (end of this row, start of the next) for text longer than width. French puts a space
+    # before : ; ! ? », a space no row may start after ("Essais" / "restants : 2", not
+    # "Essais restants" / ": 2").
+    first = cut = text.rfind(" ", 0, width + 1)
+    while 0 < cut < len(text) - 1 and text[cut + 1] in _NO_BREAK_BEFORE:
+        cut = text.rfind(" ", 0, cut)
+    if cut <= 0:
+        cut = first  # no other space: there, rather than inside a word
     if cut > 0:
         return cut, cut + 1
     for group in _BREAKS:
@@ -61,8 +75,9 @@ def _cut(text, width):
 
 
 def wrap(text, width, out):
-    """Append the rows of `text` cut at spaces to `width` columns to the list `out` (a word longer
-    than a row is cut after a separator, _BREAKS, or at the row's end without one). Returns out."""
+    """Append the rows of `text` cut at spaces to `width` columns to the list `out` (never before
+    : ; ! ? »; a word longer than a row is cut after a separator, _BREAKS, or at the row's end
+    without one). Returns out."""
     while len(text) > width:
         end, start = _cut(text, width)
         out.append(text[:end])
@@ -91,16 +106,29 @@ class Screen:
         """Draw `text` (cut to 16 columns) in row `i`, replacing what was there."""
         if len(text) > COLS:
             text = text[:COLS]
-        y = i * 8
+        y = i * PITCH
         fg = 0 if inverted else 1
-        self.fb.fill_rect(0, y, WIDTH, 8, 1 - fg)
+        self.fb.fill_rect(0, y, WIDTH, PITCH, 1 - fg)
         x = 0
         if align == CENTER:
             x = (COLS - len(text)) * 4
         elif align == RIGHT:
             x = (COLS - len(text)) * 8
-        self.text(text, x, y, fg)
+        self.text(text, x, y + 1, fg)
         self.rows[i] = text
+
+    def scrollbar(self, first, count, top, total):
+        """Rows first..first+count-1 show rows top.. of a text of `total` rows: the panel's
+        rightmost pixel column over those rows gets a thumb of their share, inverting what is
+        under it (lit on a plain row, dark on an inverted one)."""
+        if total <= count:
+            return
+        fb = self.fb
+        h = count * PITCH
+        y0 = first * PITCH + top * h // total
+        y1 = first * PITCH + (top + count) * h // total
+        for y in range(y0, y1):
+            fb.pixel(WIDTH - 1, y, 1 - fb.pixel(WIDTH - 1, y))
 
     def text(self, text, x, y, color=1):
         """Draw `text` at (x, y), one 8x8 cell per character, accents included."""

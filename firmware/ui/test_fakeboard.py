@@ -67,6 +67,19 @@ async def until(cond, ms=1000):
         raise AssertionError("condition not met in %d ms" % ms)
 
 
+async def accept(ui, board):
+    """OK on the confirmation on screen: B until its end (the "D:OK *:ANNULER" hint, its last
+    row) is shown, as a confirmation longer than the screen wants, then D."""
+    for _ in range(30):
+        if "D:OK *:ANNULER" in ui.snapshot()[1]:
+            board.press("D")
+            await settle()
+            return
+        board.press("B")
+        await settle(5)
+    raise AssertionError("no D:OK on %r" % ui.snapshot()[1])
+
+
 def text(ui):
     """The rows shown, joined with spaces (the way a person reads wrapped text)."""
     return " ".join(ui.snapshot()[1])

@@ -80,12 +80,11 @@ async def test_amount_shows_decimal_comma():
     assert "0,00 EUR" in text(ui)
     b.press("1250009C")
     await settle()
-    assert ui.snapshot()[1] == ["Montant", "", "1 250,00 EUR", "", "", "", "", "C:CORR D:OK"]
-    # right-aligned: the last column of the entry row is lit, the first is not
-    col0 = b.display.buffer[2 * 128]
-    col127 = b.display.buffer[2 * 128 + 127]
-    last_cells = bytes(b.display.buffer[2 * 128 + 96 : 2 * 128 + 128])
-    assert col0 == 0 and col127 == 0 and any(last_cells)
+    assert ui.snapshot()[1] == ["Montant", "", "1 250,00 EUR", "", "", "", "C:CORR D:OK"]
+    # right-aligned: the last cell of the entry row (pixel lines 18-26) is lit, the first is not
+    d = b.display
+    assert not any(d.pixel(x, y) for x in range(8) for y in range(18, 27))
+    assert any(d.pixel(x, y) for x in range(120, 127) for y in range(18, 27))
     b.press("D")
     assert await asyncio.wait_for_ms(task, 500) == 125000
 
@@ -136,19 +135,43 @@ async def test_confirm_and_message():
     assert await ui.message(["Code"], timeout_ms=30) is False
 
 
+async def test_confirm_longer_than_the_screen_needs_its_end_shown():
+    # what is signed must all have been on screen before OK counts: D first shows the rest
+    b, ui = _ui()
+    lines = ["ligne %d" % i for i in range(8)]  # + the hint: 9 rows under the title, 6 shown
+    task = asyncio.create_task(ui.confirm(lines, title="Signature"))
+    await settle()
+    assert ui.snapshot()[1][-1] == "ligne 5"
+    b.press("D")  # not yet: the last page instead
+    await settle()
+    assert not task.done()
+    assert ui.snapshot()[1][1:] == ["ligne 3", "ligne 4", "ligne 5", "ligne 6", "ligne 7",
+                                    "D:OK *:ANNULER"]
+    b.press("AAAD")  # the end was shown: OK from anywhere now
+    assert await asyncio.wait_for_ms(task, 500) is True
+    # B to the end, then D at once
+    b.press("BBBD")
+    assert await ui.confirm(lines, title="Signature") is True
+    b.press("*")  # ANNULER needs nothing shown
+    assert await ui.confirm(lines, title="Signature") is False and ui.cancelled
+
+
 async def test_message_scrolls_long_text():
     b, ui = _ui()
     lines = ["ligne %d" % i for i in range(10)]
     task = asyncio.create_task(ui.message(lines, title="Titre"))
     await settle()
-    assert ui.snapshot()[1][1] == "ligne 0" and ui.snapshot()[1][-1] == "ligne 6"
-    b.press("BBBBB")  # only 3 steps possible
+    assert ui.snapshot()[1][1] == "ligne 0" and ui.snapshot()[1][-1] == "ligne 5"
+    d = b.display
+    assert [y for y in range(9, 64) if d.pixel(127, y)] == list(range(9, 41))  # 6 of 10 rows
+    b.press("BBBBBB")  # only 4 steps possible
     await settle()
-    assert ui.snapshot()[1][1] == "ligne 3" and ui.snapshot()[1][-1] == "ligne 9"
+    assert ui.snapshot()[1][1] == "ligne 4" and ui.snapshot()[1][-1] == "ligne 9"
+    assert [y for y in range(9, 64) if d.pixel(127, y)] == list(range(30, 63))  # ... at the end
     b.press("A")
     await settle()
-    assert ui.snapshot()[1][1] == "ligne 2"
-    b.press("D")
+    assert ui.snapshot()[1][1] == "ligne 3"
+    b.press("D")  # a message is left with OK at once
     assert await asyncio.wait_for_ms(task, 500) is True
 
 

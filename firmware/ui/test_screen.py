@@ -1,13 +1,21 @@
 import framebuf
 
 from ui.inputs import format_amount
-from ui.screen import Screen, wrap
+from ui.screen import PITCH, ROWS, Screen, wrap
 from ui.test_fakeboard import FakeDisplay
 
 
-def _cell(fb, col, row=0):
-    # the 8 column bytes of one 8x8 character cell
-    return bytes(fb.buffer[row * 128 + col * 8 : row * 128 + col * 8 + 8])
+def _cell(fb, col, y=0):
+    # the 8 column bytes (bit n = pixel line y + n) of the 8x8 character cell at column col
+    out = bytearray(8)
+    for c in range(8):
+        for n in range(8):
+            out[c] |= fb.pixel(col * 8 + c, y + n) << n
+    return bytes(out)
+
+
+def _line_lit(fb, y):
+    return any(fb.pixel(x, y) for x in range(128))
 
 
 def _lit(cell):
@@ -50,10 +58,46 @@ def test_accent_in_inverted_row_is_inverted():
     d = FakeDisplay()
     s = Screen(d)
     s.row(0, "é", inverted=False)
-    normal = _cell(d, 0)
+    normal = _cell(d, 0, 1)
     s.row(0, "é", inverted=True)
-    assert bytes(b ^ 0xFF for b in normal) == _cell(d, 0)
-    assert _cell(d, 1) == b"\xff" * 8  # the rest of a title row is a lit bar
+    assert bytes(b ^ 0xFF for b in normal) == _cell(d, 0, 1)
+    assert _cell(d, 1, 1) == b"\xff" * 8  # the rest of a title row is a lit bar
+    assert all(d.pixel(x, 0) for x in range(128))  # lit above the text too
+    assert not _line_lit(d, PITCH)  # and the row under it starts dark
+
+
+def test_rows_are_apart():
+    # 7 rows 9 pixels apart: a descender (row 7 of the font) and the capital under it (row 0)
+    # have a dark pixel line between them; the panel's last line is never lit
+    d = FakeDisplay()
+    s = Screen(d)
+    assert ROWS * PITCH <= 64
+    for i in range(ROWS):
+        s.row(i, "gjpqyÉTÀÇ" if i % 2 else "ÉTgypqÀ")
+    for i in range(ROWS):
+        assert not _line_lit(d, i * PITCH), i  # the blank line above each row
+        assert _line_lit(d, i * PITCH + 1) and _line_lit(d, i * PITCH + 8), i
+    assert not _line_lit(d, 63)
+    ref = bytearray(8)
+    framebuf.FrameBuffer(ref, 8, 8, framebuf.MONO_VLSB).text("g", 0, 0, 1)
+    assert _cell(d, 0, PITCH + 1) == bytes(ref)  # row 1's text starts one line into the row
+
+
+def test_scrollbar_shows_the_share_shown():
+    d = FakeDisplay()
+    s = Screen(d)
+    s.scrollbar(1, 6, 0, 6)  # it all fits: no bar
+    assert not any(d.pixel(127, y) for y in range(64))
+    s.scrollbar(1, 6, 0, 12)  # the first half of 12 rows, in rows 1-6 (pixel lines 9-62)
+    lit = [y for y in range(64) if d.pixel(127, y)]
+    assert lit == list(range(9, 36))
+    d.fill(0)
+    s.scrollbar(1, 6, 6, 12)  # the second half
+    assert [y for y in range(64) if d.pixel(127, y)] == list(range(36, 63))
+    d.fill(0)
+    s.row(1, "x", inverted=True)  # on an inverted row the thumb is dark
+    s.scrollbar(1, 6, 0, 12)
+    assert not d.pixel(127, 10) and d.pixel(126, 10) and d.pixel(127, 20)
 
 
 def test_unknown_character_is_a_question_mark():
@@ -86,6 +130,11 @@ def test_wrap():
         "https://", "banque.example/", "connexion"]
     assert wrap("127.0.0.1:84001234", 16, []) == ["127.0.0.1:", "84001234"]
     assert wrap("", 16, []) == [""]
+    # no row starts with the colon (or ; ! ? ») that French puts after a space
+    assert wrap("Essais restants : 2", 16, []) == ["Essais", "restants : 2"]
+    assert wrap("Activer le lecteur ? Oui", 16, []) == ["Activer le", "lecteur ? Oui"]
+    assert wrap("abcdefghijklmnop : 2", 16, []) == ["abcdefghijklmnop", ": 2"]  # no other space
+    assert wrap("0123456789abcdef ", 16, []) == ["0123456789abcdef", ""]  # a space at the end
 
 
 def test_blank_and_wake():

@@ -51,19 +51,26 @@ def test_ca_provision_enrol_list_revoke(run, tmp_path):
         "--device",
         "socket://x",
         "--slot",
-        "1",
+        "2",
         "--subscription",
         "123456789",
         "--user",
         "01",
     ).output
-    assert "slot 1" in out and "UID=01" in out
+    # slots are numbered 1-4 as on the device's screen ("Emplacement 2"), 0-3 on the link
+    assert "slot 2:" in out and "UID=01" in out
+    assert set(run.link.key.certificates) == {1}
     listing = run("cert", "list", "--device", "socket://x").output
     assert "PIN tries left: 8 (before unplugging: 3)" in listing
-    assert "[1] CN=123456789 01" in listing and "[0] empty" in listing
+    assert "[2] CN=123456789 01" in listing and "[1] empty" in listing
+    assert "[0]" not in listing and "[4] empty" in listing
     ca = CertificateAuthority.load(tmp_path / "ca", password=b"s3cret-pass")
     (record,) = ca.issued()
-    assert run("cert", "issued").output.count("valid") == 1
+    assert record.slot == 1
+    issued = run("cert", "issued").output
+    assert issued.count("valid") == 1 and " slot 2 " in issued
+    assert "Slot 2 erased." in run("cert", "delete", "--device", "socket://x", "--slot", "2").output
+    assert not run.link.key.slots
     run("cert", "revoke", record.fingerprint, "--reason", "key_compromise")
     assert "revoked" in run("cert", "issued").output
     crl = ca.published_crls()[1]
@@ -79,7 +86,7 @@ def test_enrol_without_provisioning_is_refused(run):
         "--device",
         "socket://x",
         "--slot",
-        "0",
+        "1",
         "--subscription",
         "1",
         "--user",
@@ -88,6 +95,15 @@ def test_enrol_without_provisioning_is_refused(run):
     )
     assert "never provisioned" in str(result.exception)
     assert not run.link.key.certificates
+
+
+@pytest.mark.parametrize("slot", ["0", "5"])
+def test_slot_numbers_are_the_devices_1_to_4(run, slot):
+    run("cert", "ca", "init", "--name", "B")
+    for argv in (("cert", "enrol", "--subscription", "1", "--user", "1"), ("cert", "delete")):
+        result = run(*argv, "--device", "socket://x", "--slot", slot, ok=False)
+        assert result.exit_code == 2 and "1<=x<=4" in result.output
+    assert not run.link.key.slots
 
 
 def test_wrong_password(run, monkeypatch):

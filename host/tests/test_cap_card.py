@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from capkey_dev.demo import accept
 from click.testing import CliRunner
 
 from capkey.emv.issuer import TEST_IMK_LABEL, SoftwareIssuerBackend
@@ -131,12 +132,13 @@ def _cli(*args, input=None):
 
 
 def _code_on_keypad(client: CardClient, keys_dev, pin: str, **kw) -> str:
-    """get_code, with a second connection pressing OK then the PIN when the device waits."""
+    """get_code, with a second connection pressing OK (scrolled to the request's end, as a
+    confirmation longer than the screen wants) then the PIN when the device waits."""
     pressed = threading.Event()
 
     def press():
-        time.sleep(0.2)
-        keys_dev.press("D")
+        time.sleep(0.2)  # the request is on the screen
+        accept(lambda: keys_dev.screen()[1], keys_dev.press)
         time.sleep(0.2)
         keys_dev.press(pin + "D")
 

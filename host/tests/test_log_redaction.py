@@ -239,7 +239,7 @@ def test_cli_vv_against_the_simulator_logs_no_secret(simulator, traffic, tmp_pat
                           ("Confirmez le code PIN", cert_pin + "D"),
                           ("Choisissez votre code PUK", puk + "D"),
                           ("Confirmez le code PUK", puk + "D")])
-    capkey("-vv", "cert", "enrol", "-d", url, "--ca", ca, "--slot", "0", "--subscription", "123456789",
+    capkey("-vv", "cert", "enrol", "-d", url, "--ca", ca, "--slot", "1", "--subscription", "123456789",
            "--user", "01")
     person.done()
     capkey("-vv", "cert", "list", "-d", url)

@@ -14,6 +14,9 @@ agent).
 The CA folder comes from --ca or $CAPKEY_CA; its password from $CAPKEY_CA_PASSWORD or a prompt
 (hidden, on stderr; none without a terminal). The PIN is never asked here: the person types it on
 the device.
+
+Key slots are numbered 1-4 here, as the device shows them ("Emplacement 1"); the link protocol
+and the Python API (`KeyClient`, the CA's records, the agent's JSON) number them 0-3.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from ..cert.attestation import SLOTS
 from ..cert.ca import DEFAULT_POLICY_OID, CaError, CertificateAuthority, RevocationReason
 from ..link.errors import PinBlocked, ProtocolError
 from ..link.key import KeyClient, KeyState, enrol
@@ -38,6 +42,24 @@ _ON_KEYPAD = "follow its screen (OK, then the PIN, on its keypad)"
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _slot_option(f):
+    """--slot N, 1-4 as a person counts (the device's "Emplacement N"), passed on as `slot`,
+    the protocol's 0-3."""
+    return click.option(
+        "--slot",
+        type=click.IntRange(SLOTS.start + 1, SLOTS.stop),
+        required=True,
+        callback=lambda ctx, param, value: value - 1,
+        help=f"Key slot {SLOTS.start + 1}-{SLOTS.stop}, as the device numbers them "
+        '("Emplacement 1" is slot 1).',
+    )(f)
+
+
+def _shown(slot: int) -> int:
+    """A protocol slot (0-3) as people number it (1-4)."""
+    return slot + 1
 
 
 def _ca_option(f):
@@ -171,7 +193,7 @@ def provision(url: str | None, ca_dir: Path) -> None:
 @cert.command("enrol")
 @device_option
 @_ca_option
-@click.option("--slot", type=click.IntRange(0, 3), required=True, help="Key slot 0-3.")
+@_slot_option
 @click.option("--subscription", required=True, help="The subscription (the portal's \"Identifiant client\").")
 @click.option("--user", required=True, help="The user's number (the portal's \"Numéro Utilisateur\").")
 def enrol_cmd(url: str | None, ca_dir: Path, slot: int, subscription: str, user: str) -> None:
@@ -194,7 +216,9 @@ def enrol_cmd(url: str | None, ca_dir: Path, slot: int, subscription: str, user:
             )
         except CaError as exc:
             raise CliFail(f"certificate refused by the CA: {exc}") from exc
-    click.echo(f"Certificate loaded into slot {slot}: {certificate.subject.rfc4514_string()}")
+    click.echo(
+        f"Certificate loaded into slot {_shown(slot)}: {certificate.subject.rfc4514_string()}"
+    )
     click.echo(f"Serial number {certificate.serial_number:x}")
     click.echo(f"SHA-256 {_fingerprint(certificate)}")
 
@@ -215,13 +239,14 @@ def list_cmd(url: str | None) -> None:
             f"PUK tries left: {status.puk_left}"
         )
     for info in status.slots:
+        n = _shown(info.slot)
         if not info.has_key:
-            click.echo(f"[{info.slot}] empty")
+            click.echo(f"[{n}] empty")
         elif info.slot not in certs:
-            click.echo(f"[{info.slot}] key without a certificate (enrolment not finished)")
+            click.echo(f"[{n}] key without a certificate (enrolment not finished)")
         else:
             c = certs[info.slot]
-            click.echo(f"[{info.slot}] {c.subject.rfc4514_string()}")
+            click.echo(f"[{n}] {c.subject.rfc4514_string()}")
             click.echo(f"    serial {c.serial_number:x}  until {c.not_valid_after_utc:%Y-%m-%d}")
             click.echo(f"    SHA-256 {_fingerprint(c)}")
 
@@ -235,7 +260,7 @@ def issued_cmd(ca_dir: Path) -> None:
         state = f"revoked on {r.revoked_at[:10]} ({r.reason})" if r.revoked_at else "valid"
         click.echo(
             f"{r.serial_number}  {r.subscription}/{r.user}  device {r.device_serial}"
-            f"[{r.slot}]  until {r.not_after[:10]}  {state}"
+            f" slot {_shown(r.slot)}  until {r.not_after[:10]}  {state}"
         )
 
 
@@ -260,13 +285,13 @@ def revoke(ca_dir: Path, ref: str, reason: str) -> None:
 
 @cert.command("delete")
 @device_option
-@click.option("--slot", type=click.IntRange(0, 3), required=True)
+@_slot_option
 def delete(url: str | None, slot: int) -> None:
     """Erase a slot's key and certificate (the person confirms and types the PIN on the
     device)."""
     with open_device(url, _device_failure) as dev:
         KeyClient(dev).delete(slot, on_keepalive=waiting_printer(_ON_KEYPAD))
-    click.echo(f"Slot {slot} erased.")
+    click.echo(f"Slot {_shown(slot)} erased.")
 
 
 @click.command("agent")

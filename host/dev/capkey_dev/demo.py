@@ -100,6 +100,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+HINT_OK = "D:OK *:ANNULER"  # the last row of a confirmation (firmware/ui/i18n.py)
+
+
+def accept(lines: Callable[[], list[str]], press: Callable[[str], None],
+           timeout: float = 5.0) -> list[str]:
+    """OK on the confirmation on a device's screen (`lines()` reads it, `press(keys)` types).
+    One longer than the screen takes OK only once its last row, the "D:OK *:ANNULER" hint, was
+    shown (docs/ui.md): B until it is, then D. Returns the rows shown on the way, screen after
+    screen."""
+    deadline = time.monotonic() + timeout
+    shown = lines()
+    seen = list(shown)
+    while HINT_OK not in shown:
+        if time.monotonic() > deadline:
+            raise DemoError(f"the device shows no « {HINT_OK} »: {shown}")
+        press("B")
+        time.sleep(0.05)
+        shown = lines()
+        seen += shown
+    press("D")
+    return seen
+
+
 class Keypad:
     """The simulated device's keypad and screen on a link connection of their own (PRESS,
     SCREEN), for the steps the demo performs for the person."""
@@ -129,6 +152,10 @@ class Keypad:
 
     def press(self, keys: str) -> None:
         self.device.press(keys)
+
+    def accept(self) -> list[str]:
+        """OK on the confirmation on screen, scrolled to its end first (`accept`)."""
+        return accept(self.lines, self.press)
 
 
 class _Call:

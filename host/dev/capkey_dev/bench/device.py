@@ -26,6 +26,7 @@ from pathlib import Path
 from capkey.cert.attestation import Attestation
 from capkey.link.device import Device
 from capkey.link.transport import Transport
+from capkey_dev.demo import accept
 from capkey_dev.sim import ROOT, Simulator
 
 CMD_HEAP = 0x07
@@ -181,7 +182,7 @@ def _key_sign(dev: Device, op: _Operator) -> None:
     v = next(v for v in vectors["valid"] if v["name"] == "payment")
     call = _Call(dev, SIGN, bytes.fromhex(v["hex"]))
     op.wait(v["display"][0])
-    op.press("D")
+    accept(lambda: op.dev.screen()[1], op.press)  # scrolled to its end, then OK
     op.wait("Code PIN")
     op.press(KEY_PIN + "D")
     if len(call.join()) != 65:
