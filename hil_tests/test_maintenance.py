@@ -5,10 +5,7 @@ keys at power-up and reads its REPL on its TCP port."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from cap_support import InThread, personalisation_frame, personalise
@@ -20,15 +17,6 @@ from capkey.link.transport import Transport
 pytestmark = pytest.mark.sim_only
 
 HOME = "Choisir la fonction"
-MPREMOTE = str(Path(sys.executable).with_name("mpremote"))
-
-
-def repl(url: str, code: str) -> str:
-    """What `code` prints, run by mpremote over the device's port (its raw REPL)."""
-    proc = subprocess.run([MPREMOTE, "connect", url, "exec", code], capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.strip()
 
 
 def assert_no_link(url: str) -> None:
@@ -40,10 +28,10 @@ def assert_no_link(url: str) -> None:
         transport.close()  # the REPL, like a USB port, serves one connection at a time
 
 
-def assert_maintenance_screen(url: str) -> None:
+def assert_maintenance_screen(sim) -> None:
     # the glass shows maintenance.py's screen: drawn again off-screen by the same code, compared
-    shown = repl(url, "import board\nprint(bytes(board.BOARD.display.panel).hex())")
-    expect = repl(url, "\n".join((
+    shown = sim.repl("import board\nprint(bytes(board.BOARD.display.panel).hex())")
+    expect = sim.repl("\n".join((
         "import board, maintenance",
         "from ui.screen import Screen",
         "d = board.SimDisplay()",
@@ -65,8 +53,8 @@ def test_power_up_with_star_and_hash_held_is_maintenance(new_sim):
     sim = new_sim(held_keys="*#")
     assert "maintenance mode: REPL" in sim.console
     assert_no_link(sim.url)
-    assert repl(sim.url, "print(6 * 7)") == "42"  # the REPL answers, mpremote drives it
-    assert_maintenance_screen(sim.url)
+    assert sim.repl("print(6 * 7)") == "42"  # the REPL answers, mpremote drives it
+    assert_maintenance_screen(sim)
     sim.held_keys = ""
     sim.restart()  # unplug, plug back in: a normal boot
     with Device.open(sim.url) as dev:
@@ -106,8 +94,8 @@ def test_maintenance_request_confirmed_restarts_into_maintenance(new_sim, operat
         time.sleep(0.05)
     sim.wait_ready()
     assert "maintenance mode: REPL" in sim.console.splitlines()[-1]
-    assert repl(sim.url, "import os\nprint(sorted(os.listdir()))").startswith("['.sim-serial'")
-    assert_maintenance_screen(sim.url)
+    assert sim.repl("import os\nprint(sorted(os.listdir()))").startswith("['.sim-serial'")
+    assert_maintenance_screen(sim)
     sim.restart()  # the flag was for one boot: power cycling leaves maintenance
     op.wait_for_text(HOME, timeout=10)
 
@@ -132,7 +120,7 @@ def test_thief_in_maintenance_finds_no_command_and_no_clear_secret(new_sim, oper
     sim.start()
     assert_no_link(sim.url)  # no link command at all: no card status, no code, no key
     # every file of the flash, read at the REPL: the card key and PIN block only sealed
-    dump = repl(sim.url, "\n".join((
+    dump = sim.repl("\n".join((
         "import os",
         "for n in sorted(os.listdir()):",
         "    print(n, open(n, 'rb').read().hex())",
@@ -142,7 +130,7 @@ def test_thief_in_maintenance_finds_no_command_and_no_clear_secret(new_sim, oper
     assert udk.hex() not in dump and pin_block.hex() not in dump
     # and the maintenance boot loaded nothing that unseals or holds a secret (the simulator's
     # power-cut hook imports the store module, which opens nothing by itself)
-    loaded = repl(sim.url, "import sys\nprint(' '.join(sorted(sys.modules)))").split()
+    loaded = sim.repl("import sys\nprint(' '.join(sorted(sys.modules)))").split()
     for m in loaded:
         assert not m.startswith(("apps", "applets", "crypto", "commands", "flows", "link")), loaded
 

@@ -98,6 +98,8 @@ SHOTS = (
     Shot("cle-code-pin", "the certificate PIN, under the certificate it unlocks"),
     Shot("cert-payment", "a payment signature: amount, payee's IBAN and name"),
     Shot("cle-code-puk", "MENU, Débloquer PIN: the PUK, then a new PIN"),
+    Shot("mode-maintenance", "power-up with ANNULER and MENU held, or a confirmed request of "
+                             "`capkey deploy`: no link, the REPL on USB (docs/boards.md)"),
 )
 
 
@@ -275,13 +277,28 @@ def _key(s: _Session) -> None:
     s.home()
 
 
+def _maintenance(folder: Path) -> Picture:
+    """The maintenance screen, from a simulator powered up with ANNULER and MENU held: its link
+    is off then, so the glass and the rows drawn are read at its REPL."""
+    with Simulator(folder / "maintenance", register=False, held_keys="*#") as sim:
+        fb = bytes.fromhex(sim.repl("import board\nprint(bytes(board.BOARD.display.panel).hex())"))
+        rows = sim.repl("\n".join((
+            "import maintenance",
+            "from ui.screen import COLS, wrap",
+            "rows = [maintenance.TITLE]",
+            "for line in maintenance.LINES: wrap(line, COLS, rows)",
+            "print('\\n'.join(rows))")))
+    return Picture(to_png(fb, scale=SCALE), tuple(rows.splitlines()))
+
+
 def render() -> dict[str, Picture]:
-    """Every picture of SHOTS, from a fresh simulator."""
+    """Every picture of SHOTS, from fresh simulators."""
     with tempfile.TemporaryDirectory(prefix="capkey-screens-") as tmp:
         with _Session(Path(tmp)) as s:
             _cap(s)
             _key(s)
             pictures = s.pictures
+        pictures["mode-maintenance"] = _maintenance(Path(tmp))
     if sorted(pictures) != sorted(shot.name for shot in SHOTS):
         raise RuntimeError(f"the screens taken {sorted(pictures)} are not SHOTS")
     return pictures

@@ -348,6 +348,16 @@ class Simulator:
         """Waits until the simulator listens (for instance after a REBOOT)."""
         self._wait_ready(timeout)
 
+    def repl(self, code: str, timeout: float = 60.0) -> str:
+        """What `code` prints, run by mpremote at the simulator's REPL (in maintenance mode its
+        port serves one instead of the link, as a board's USB port does)."""
+        mpremote = str(Path(sys.executable).with_name("mpremote"))
+        proc = subprocess.run([mpremote, "connect", self.url, "exec", code], capture_output=True,
+                              text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise SimulatorError(f"mpremote exec failed: {(proc.stderr or proc.stdout).strip()}")
+        return proc.stdout.strip()
+
     def wait_exit(self, timeout: float = 30.0) -> int:
         """Waits for the process to end by itself (a crash injection); returns its exit code."""
         if not self._exited.wait(timeout):
