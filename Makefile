@@ -9,7 +9,9 @@ BOARD   ?= rpi_pico
 PORT    ?= /dev/ttyACM0
 # System packages the tests and the demo use (pcscd/vpcd for PC/SC, PostgreSQL, Chromium).
 PG_DSN  := postgresql://capkey:capkey@127.0.0.1:5432/capkey
-APT_PKGS := pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig postgresql chromium
+APT_PKGS := pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig postgresql chromium npm
+# axe-core, which the browser tests load into Chromium (hil_tests/test_accessibility.py)
+AXE     := hil_tests/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: demo test bench hil deploy lint mpy catalog apidoc screens venv system postgres clean
 
@@ -36,7 +38,11 @@ system: $(SYSSTAMP)
 demo: system venv
 	$(BIN)/capkey demo
 
-test: system venv lint mpy postgres
+$(AXE): hil_tests/axe/package.json hil_tests/axe/package-lock.json | system
+	npm ci --prefix hil_tests/axe --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: system venv lint mpy postgres $(AXE)
 	CAPKEY_PG_DSN="$${CAPKEY_PG_DSN:-$(PG_DSN)}" $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The multi-node store tests need a PostgreSQL server; start the local one (needs root or sudo).

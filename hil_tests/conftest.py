@@ -22,11 +22,13 @@ Markers (pyproject.toml): sim_only, hardware_only, destructive.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from capkey_dev.demo import accept
+from capkey_dev.demo import Demo, Keypad, accept
 from capkey_dev.sim import Simulator
 
 from capkey.catalog.boards import BOARDS, SIMULATOR
@@ -265,3 +267,56 @@ def operator_for() -> Iterator:
 def connect_fixture():
     """connect(url) -> a Device, retried while the device (re)starts; the test closes it."""
     return connect
+
+
+# -- the browser tests (test_e2e_browser.py, test_accessibility.py) -----------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.skip("Chromium is not installed (make system)")
+    with Demo(tmp_path_factory.mktemp("demo") / "work", http_port=0, agent_port=0,
+              echo=lambda line: None) as d:
+        yield d
+
+
+@pytest.fixture(scope="session")
+def browser(demo):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def keypad(demo):
+    k = Keypad(demo.device_url)
+    yield k
+    k.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR")
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    yield pg
+    context.close()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """test_accessibility.py's figures per page, in every run's output."""
+    from test_accessibility import AXE_REPORT
+
+    lines = config.stash.get(AXE_REPORT, [])
+    if lines:
+        terminalreporter.section("axe-core: violations per page and impact")
+        for line in lines:
+            terminalreporter.write_line(line)

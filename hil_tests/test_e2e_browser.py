@@ -15,117 +15,22 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import time
 from pathlib import Path
 
 import pytest
-from capkey_dev.demo import Demo, DemoError, Keypad
+from browser_support import cap_code, digits, login_ids, logout
+from capkey_dev.demo import DemoError, Keypad
 
 pytestmark = [pytest.mark.browser, pytest.mark.sim_only, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
 DOC_SCREENS = Path(__file__).resolve().parents[1] / "docs" / "screens"
 NEW_CODE = "Vq8nRt4kZm"
 IBAN_DIGITS = "0189"  # FR76 3000 6000 0112 3456 7890 189, the transfer form's payee
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.skip("Chromium is not installed (make system)")
-    with Demo(tmp_path_factory.mktemp("demo") / "work", http_port=0, agent_port=0,
-              echo=lambda line: None) as d:
-        yield d
-
-
-@pytest.fixture(scope="module")
-def browser(demo):
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def keypad(demo):
-    k = Keypad(demo.device_url)
-    yield k
-    k.close()
-
-
 @pytest.fixture
 def screens(tmp_path) -> Path:
     return DOC_SCREENS if os.environ.get("CAPKEY_WRITE_SCREENS") == "1" else tmp_path
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR")
-    pg = context.new_page()
-    pg.set_default_timeout(20_000)
-    yield pg
-    context.close()
-
-
-def read_code(keypad: Keypad) -> str:
-    lines = keypad.wait_for("Votre code")
-    for line in lines:
-        if re.fullmatch(r"\d{4,12}", line.strip()):
-            return line.strip()
-    raise AssertionError(f"no code on the device: {lines}")
-
-
-def home(keypad: Keypad, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while "Choisir la fonction" not in keypad.text():
-        assert time.monotonic() < deadline, keypad.lines()
-        keypad.press("D")
-        time.sleep(0.15)
-
-
-def cap_code(keypad: Keypad, pin: str, *, respond: str | None = None,
-             sign: tuple[str, int] | None = None) -> str:
-    """The person at the reader: CODE (neither `respond` nor `sign`, the guide's login), or SIGN,
-    Réponse (1) or Signature (2), the challenge, the amount; then the PIN; returns the code the
-    reader shows."""
-    home(keypad)
-    if respond is not None or sign is not None:
-        keypad.press("B")
-        keypad.wait_for("Réponse")
-        keypad.press("1" if respond is not None else "2")
-        keypad.wait_for("Code défi")
-        keypad.press((respond if respond is not None else sign[0]) + "D")
-        if sign is not None:
-            keypad.wait_for("Montant")
-            keypad.press(str(sign[1]) + "D")
-    else:
-        keypad.press("A")
-    keypad.wait_for("Code PIN")
-    keypad.press(pin + "D")
-    code = read_code(keypad)
-    keypad.press("D")
-    return code
-
-
-def digits(text: str) -> str:
-    return "".join(c for c in text if c.isdigit())
-
-
-def login_ids(page, demo, method: str) -> None:
-    page.goto(f"{demo.portal_url}connexion?methode={method}&autre=1")
-    page.fill("#identifiant", demo.credentials.subscription)
-    page.fill("#utilisateur", demo.credentials.user)
-    page.click(f"#form-{method} button[type=submit]")
-
-
-def logout(page) -> None:
-    page.click("header form button")
-    page.wait_for_url(re.compile(r"/connexion"))
 
 
 def test_cap_login_code_login_with_forced_change_and_step_up(demo, page, keypad, screens):
@@ -227,3 +132,18 @@ def test_certificate_login_through_the_agent_and_step_up(demo, page, keypad):
     sign_on_device(page, keypad, creds.cert_pin, "chéquier")
     page.wait_for_url(re.compile(r"/chequiers/effectuee$"))
     assert "Opération effectuée" in page.inner_text("h1")
+
+
+def test_certificate_tab_says_how_to_start_turbo_sign_when_no_agent_answers(demo, page):
+    page.goto(f"{demo.portal_url}connexion?methode=certificat")
+    box = page.locator(".turbo-sign")
+    page.wait_for_timeout(500)  # the page has asked the running agent by now
+    assert box.is_hidden()
+    # this computer without the agent: nothing answers on its port
+    page.route(re.compile(re.escape(demo.agent_url.rstrip("/")) + "/.*"),
+               lambda route: route.abort("connectionrefused"))
+    page.reload()
+    box.wait_for(state="visible")
+    words = box.inner_text()
+    assert "il vous sera demandé d'installer TURBO SIGN" in words
+    assert "capkey agent" in words and "code PIN" in words

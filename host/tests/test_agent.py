@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import threading
 
@@ -225,3 +226,14 @@ def test_key_client_checks_answers(setup):
     key.delete(1)
     assert not KeyClient(link).status().slots[1].has_key
     assert isinstance(key.certificate(2), x509.Certificate)
+
+
+def test_status_answers_allowed_pages_even_without_a_device(setup):
+    *_, config = setup
+    dead = dataclasses.replace(config, open_key=lambda: (_ for _ in ()).throw(OSError("none")))
+    client = TestClient(create_app(dead), base_url=f"http://{HOST}")
+    r = client.get("/v1/status", headers=_headers())
+    assert r.status_code == 200 and r.json() == {"agent": "capkey"}
+    assert r.headers["access-control-allow-origin"] == ORIGIN
+    assert client.get("/v1/status", headers=_headers(origin="https://evil.example")).status_code \
+        == 403

@@ -6,6 +6,8 @@
                             -> {"slot", "signature" (base64 r||s, 64 bytes),
                                 "certificate" (base64 DER of the slot the person chose)}
     POST /v1/cancel         -> {} : cancels the signature the device is waiting for
+    GET  /v1/status         -> {"agent": "capkey"} : the agent runs (the portal's « TURBO SIGN »
+                               check; the device is not touched)
 
 Requests are served only when:
 - the Host header names the agent itself (127.0.0.1/localhost and its port): a DNS-rebinding
@@ -208,6 +210,12 @@ def create_app(config: AgentConfig) -> Starlette:
             event.set()
         return JSONResponse({}, headers=_cors(origin))
 
+    async def status(request: Request) -> Response:
+        origin = gate(request)
+        if isinstance(origin, Response):
+            return origin
+        return JSONResponse({"agent": "capkey"}, headers=_cors(origin))
+
     async def _exclusive(work, origin: str, render) -> Response:
         """One device conversation at a time; a second request is answered busy at once."""
         if not config._busy.acquire(blocking=False):
@@ -227,6 +235,7 @@ def create_app(config: AgentConfig) -> Starlette:
         Route("/v1/certificates", certificates, methods=["GET"]),
         Route("/v1/sign", sign, methods=["POST"]),
         Route("/v1/cancel", cancel, methods=["POST"]),
+        Route("/v1/status", status, methods=["GET"]),
     ]
     routes += [Route(r.path, preflight, methods=["OPTIONS"]) for r in list(routes)]
     return Starlette(routes=routes)

@@ -20,6 +20,9 @@ Pages (French, the guide's words), by module:
     GET  /operations/<slug>/effectuee        the operation done
     admin.py
     GET|POST /administration/code            principal/admin resets a user's code (R15)
+    login_help.py
+    GET  /identifiant-oublie, /assistance, /securite   the login page's help links
+    GET  /version-accessible?actif=1|0       the accessible version on or off (a cookie)
 
     /appareil/                    the simulated device's screen and keypad (capkey_dev.devview)
 
@@ -44,7 +47,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..rules import AuthService
-from . import admin, login, operations
+from . import admin, login, login_help, operations
 from .session import Records, Throttle
 from .web import PortalConfig, Site
 
@@ -115,6 +118,7 @@ def create_app(service: AuthService, config: PortalConfig, *,
         *login.ROUTES,
         *operations.ROUTES,
         *admin.ROUTES,
+        *login_help.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     if config.device_view is not None:

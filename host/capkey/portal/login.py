@@ -25,6 +25,8 @@ from .render import Markup, alert, esc, group_digits, join, render, tabs, utc_ti
 from .session import PendingLogin, WebSession
 from .web import (
     FAILED,
+    IDENT,
+    REMEMBER_COOKIE,
     Form,
     PortalConfig,
     Site,
@@ -79,7 +81,9 @@ async def login_page(request: Request) -> Response:
         web.login = pending = None
     error = alert(web.error)
     web.error = ""
-    sub, user = web.form.get("identifiant", ""), web.form.get("utilisateur", "")
+    sub = web.form.get("identifiant", "") or web.remembered
+    user = web.form.get("utilisateur", "")
+    remember = Markup(" checked" if web.remembered else "")
     if pending is not None and method == "cap":
         # the guide's CODE key, or the bank's "Respond only" policy (rules.md, "Mode separation")
         challenge = esc(group_digits(pending.challenge.cap_challenge or ""))
@@ -111,7 +115,8 @@ async def login_page(request: Request) -> Response:
                        '<input type="password" id="code" name="code" required maxlength="64" '
                        'autocomplete="current-password"></li>')
         panel = join([render("login_ids.html", action="/connexion/code", method=method,
-                             csrf=web.csrf, subscription=sub, user=user, third=third),
+                             csrf=web.csrf, subscription=sub, user=user, third=third,
+                             remember=remember),
                       Markup('<p class="small" id="code-nb">NB : dans le cas où vous avez '
                              'oublié votre code confidentiel, l\'Utilisateur principal ou '
                              'l\'Administrateur de votre abonnement peut vous générer un '
@@ -125,10 +130,19 @@ async def login_page(request: Request) -> Response:
             'vous proposera de sélectionner votre certificat.</li>')
         panel = render("login_ids.html", action=f"/connexion/defi?methode={method}",
                        method=method, csrf=web.csrf, subscription=sub, user=user,
-                       third=third)
+                       third=third, remember=remember)
+        if method == "certificat":
+            panel = join([render("turbo_sign.html", agent=config.agent_url), panel])
     body = render("login.html", tabs=tabs(method, "/connexion", _methods(config)),
                   method=method, panel=join([error, panel]))
     return site.page(web, "Connexion", body, device=method != "code")
+
+
+def _remember(site: Site, response: Response, form: Form, sub: str) -> Response:
+    """« Mémoriser mon identifiant »: ticked, the Identifiant client is kept in its own cookie
+    (and nothing else); unticked, that cookie is cleared."""
+    keep = form.get("memoriser") == "1" and IDENT.match(sub) is not None
+    return site.preference(response, REMEMBER_COOKIE, sub if keep else None)
 
 
 def _fail(site: Site, web: WebSession, method: str, message: str = FAILED) -> Response:
@@ -164,7 +178,7 @@ async def login_challenge(site: Site, request: Request, web: WebSession, form: F
     challenge = await call(site.service.issue_login_challenge, sub, user)
     if challenge is None:
         web.error = "Identifiant client et numéro Utilisateur : lettres et chiffres, 12 au plus."
-        return site.redirect(web, f"/connexion?methode={method}")
+        return _remember(site, site.redirect(web, f"/connexion?methode={method}"), form, sub)
     pending = PendingLogin(method, sub, user, challenge)
     if method == "certificat":
         try:
@@ -174,7 +188,7 @@ async def login_challenge(site: Site, request: Request, web: WebSession, form: F
             web.error = "Identifiant client ou numéro Utilisateur mal formé."
             return site.redirect(web, f"/connexion?methode={method}")
     web.login = pending
-    return site.redirect(web, f"/connexion?methode={method}")
+    return _remember(site, site.redirect(web, f"/connexion?methode={method}"), form, sub)
 
 
 @posted
@@ -193,7 +207,7 @@ async def login_code(site: Site, request: Request, web: WebSession, form: Form) 
     sub, user = form.get("identifiant", "").strip(), form.get("utilisateur", "").strip()
     web.form = {"identifiant": sub, "utilisateur": user}
     result = await call(site.service.login, LoginRequest(sub, user, code=form.get("code", "")))
-    return _outcome(site, web, "code", result)
+    return _remember(site, _outcome(site, web, "code", result), form, sub)
 
 
 @posted

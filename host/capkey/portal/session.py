@@ -48,6 +48,9 @@ class WebSession:
     notice: str = ""
     error: str = ""
     form: dict[str, str] = field(default_factory=dict)
+    # the browser's own preferences, read from their cookies at each request (web.PREFERENCES)
+    accessible: bool = False
+    remembered: str = ""
 
 
 class Records:

@@ -34,8 +34,15 @@ from .render import Markup, esc, join, render, tag
 from .session import Records, Throttle, WebSession
 
 COOKIE = "capkey_portal"
+# The browser's preferences, each in a cookie of its own that holds nothing else: the accessible
+# version ("1"), and the remembered Identifiant client (« Mémoriser mon identifiant », off by
+# default, cleared by unticking it).
+ACCESSIBLE_COOKIE = "capkey_version_accessible"
+REMEMBER_COOKIE = "capkey_identifiant"
+_YEAR = 365 * 24 * 3600
 _MAX_FORM = 16 * 1024
 _B64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+IDENT = re.compile(r"^[A-Za-z0-9_-]{1,12}$")  # an Identifiant client, as the rules take it
 
 #: One message for every failed authentication, whatever failed (R2).
 FAILED = ("Authentification refusée. Vérifiez les informations saisies et recommencez ; "
@@ -54,7 +61,8 @@ class PortalConfig:
     SIGN"), None to hide the certificate method. `device_view`: an ASGI app that shows a device
     under /appareil/ (the demo's view of its simulator, capkey_dev.devview), or None; whoever
     builds it closes it. `secret`: the cookie HMAC key. `login_forms_per_minute`: login forms
-    a client address may post (at once, and again each minute)."""
+    a client address may post (at once, and again each minute). `assistance_phone` and
+    `assistance_email`: what the help pages give."""
 
     origin: str
     agent_url: str | None = None
@@ -63,6 +71,9 @@ class PortalConfig:
     record_ttl_seconds: int = 1800
     login_forms_per_minute: int = 30
     currency: str = "EUR"
+    # the bank's assistance, as the guide gives it (« Assistance », « Identifiant oublié ? »)
+    assistance_phone: str = "0 800 052 018"
+    assistance_email: str = "client@assistance.credit-cooperatif.coop"
 
     def __post_init__(self) -> None:
         check_origin(self.origin)  # the canonical form a LOGIN payload carries
@@ -101,13 +112,30 @@ class Site:
         if sid and hmac.compare_digest(mac.encode(), self._tag(sid).encode()):
             web = self.records.get(sid)
             if web is not None:
-                return web
+                return self._preferences(web, request)
             issued, stamped, _ = sid.partition("~")
             if not (stamped and issued.isdigit() and 0 <= now - int(issued) <= self.records.ttl):
                 sid = ""
         if not sid:
             sid = f"{int(now)}~{secrets.token_urlsafe(18)}"
-        return WebSession(sid, self._tag(sid, b"csrf"), now)
+        return self._preferences(WebSession(sid, self._tag(sid, b"csrf"), now), request)
+
+    @staticmethod
+    def _preferences(web: WebSession, request: Request) -> WebSession:
+        web.accessible = request.cookies.get(ACCESSIBLE_COOKIE) == "1"
+        remembered = request.cookies.get(REMEMBER_COOKIE, "")
+        web.remembered = remembered if IDENT.match(remembered) else ""
+        return web
+
+    def preference(self, response: Response, name: str, value: str | None) -> Response:
+        """Sets (or, for None, clears) one of the preference cookies on `response`."""
+        if value is None:
+            response.delete_cookie(name, path="/", httponly=True, samesite="strict",
+                                   secure=self.config.secure)
+        else:
+            response.set_cookie(name, value, max_age=_YEAR, httponly=True, samesite="strict",
+                                secure=self.config.secure, path="/")
+        return response
 
     def _with_cookie(self, response: Response, web: WebSession) -> Response:
         response.set_cookie(COOKIE, f"{web.id}.{self._tag(web.id)}", httponly=True,
@@ -127,9 +155,15 @@ class Site:
                         Markup(f'<form method="post" action="/deconnexion" class="inline">'
                                f'<input type="hidden" name="csrf" value="{esc(web.csrf)}">'
                                f'<button type="submit">Se déconnecter</button></form>')])
-        aside = (render("device_aside.html") if device and self.config.device_view is not None
+        aside = (render("device_aside.html", query="?version=accessible" if web.accessible
+                        else "") if device and self.config.device_view is not None
                  else Markup(""))
-        html = render("base.html", title=title, nav=nav, notice=notice, body=body, aside=aside)
+        html = render("base.html", title=title, nav=nav, notice=notice, body=body, aside=aside,
+                      body_class="accessible" if web.accessible else "standard",
+                      version_value="0" if web.accessible else "1",
+                      version_label=("Version standard" if web.accessible
+                                     else "Version accessible"),
+                      version_pressed="true" if web.accessible else "false")
         return self._with_cookie(HTMLResponse(html, status_code=status), web)
 
     def redirect(self, web: WebSession, url: str) -> Response:

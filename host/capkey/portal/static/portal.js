@@ -1,4 +1,5 @@
-// capkey demo portal: the certificate dialogue with the local signing agent ("TURBO SIGN").
+// capkey demo portal: the certificate dialogue with the local signing agent ("TURBO SIGN"), the
+// check that the agent runs, and the device view's frame height.
 // The page never sees a PIN: the person confirms and types it on the device. The agent answers
 // with the signature and the certificate, which the page posts to the bank, which verifies them.
 (function () {
@@ -120,4 +121,30 @@
   }
 
   document.querySelectorAll(".signer[data-agent]").forEach(setup);
+
+  // « TURBO SIGN »: the certificate tab says so at once when the signing agent does not answer.
+  document.querySelectorAll(".turbo-sign[data-agent]").forEach(async (box) => {
+    try {
+      const r = await fetch(box.dataset.agent.replace(/\/$/, "") + "/v1/status",
+                            { cache: "no-store" });
+      if (r.ok) return;
+    } catch (e) { /* no agent on this computer */ }
+    box.hidden = false;
+  });
+
+  // The device view's frame grows with its content (same origin): no scrollbar, no key hidden.
+  document.querySelectorAll("iframe.device").forEach((frame) => {
+    const fit = () => {
+      const doc = frame.contentDocument;
+      if (doc && doc.documentElement) {
+        frame.style.height = doc.documentElement.scrollHeight + "px";
+      }
+    };
+    frame.addEventListener("load", () => {
+      fit();
+      if (window.ResizeObserver && frame.contentDocument) {
+        new ResizeObserver(fit).observe(frame.contentDocument.documentElement);
+      }
+    });
+  });
 })();

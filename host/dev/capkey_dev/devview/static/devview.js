@@ -6,6 +6,10 @@
   const lines = document.getElementById("lines");
   const status = document.getElementById("status");
   const KEYS = "0123456789ABCD*#";
+  // the portal's « Version accessible » asks for larger, higher-contrast keys and text
+  if (new URLSearchParams(location.search).get("version") === "accessible") {
+    document.body.classList.add("accessible");
+  }
   let version = null;
   let pending = Promise.resolve();
 
