@@ -147,3 +147,35 @@ def test_certificate_tab_says_how_to_start_turbo_sign_when_no_agent_answers(demo
     words = box.inner_text()
     assert "il vous sera demandé d'installer TURBO SIGN" in words
     assert "capkey agent" in words and "code PIN" in words
+
+
+def test_the_other_sensitive_operations_each_with_its_cap_step_up(demo, page, keypad):
+    """The guide's five operations: the transfer and the chequebook order above; here the
+    habilitations and payees (R8, Réponse over the page's challenge) and a batch of orders (R7,
+    Signature over the control code, the number of orders and the total)."""
+    creds = demo.credentials
+    login_ids(page, demo, "cap")
+    page.fill("#cap_code", cap_code(keypad, creds.card_pin))
+    page.click("#form-cap-code button[type=submit]")
+    page.wait_for_url(re.compile(r"/espace$"))
+    for slug in ("habilitations", "destinataires"):
+        page.click(f"#op-{slug}")
+        page.click("#form-op button[type=submit]")
+        page.wait_for_url(re.compile(rf"/{slug}/validation"))
+        assert "Réponse" in page.inner_text("#form-stepup-cap")
+        challenge = digits(page.inner_text("#stepup-challenge"))
+        page.fill("#cap_code", cap_code(keypad, creds.card_pin, respond=challenge))
+        page.click("#form-stepup-cap button[type=submit]")
+        page.wait_for_url(re.compile(rf"/{slug}/effectuee$"))
+        assert "Opération effectuée" in page.inner_text("h1")
+        page.goto(f"{demo.portal_url}espace")
+    page.click("#op-remises")
+    page.click("#form-op button[type=submit]")
+    page.wait_for_url(re.compile(r"/remises/validation"))
+    control = digits(page.inner_text("#stepup-control"))
+    orders = digits(page.inner_text("#stepup-control + strong"))
+    amount = int(digits(page.inner_text("#stepup-amount")))
+    page.fill("#cap_code", cap_code(keypad, creds.card_pin, sign=(control + orders, amount)))
+    page.click("#form-stepup-cap button[type=submit]")
+    page.wait_for_url(re.compile(r"/remises/effectuee$"))
+    assert "Opération effectuée" in page.inner_text("h1")
