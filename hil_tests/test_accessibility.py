@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from browser_support import cap_code, login_ids
+from browser_support import cap_code, digits, login_ids
 
 from capkey.catalog.operations import SENSITIVE
 
@@ -20,6 +20,11 @@ SIGNED_OUT = ("connexion?methode=cap", "connexion?methode=code", "connexion?meth
               "identifiant-oublie", "assistance", "securite")
 SIGNED_IN = ("espace", *(f"operations/{op.slug}" for op in SENSITIVE), "code/changer",
              "administration/code")
+# the device view's frame shows all of its content: no scrollbar, no key cut off
+_FRAME_FITS = """() => {
+  const f = document.querySelector("iframe.device");
+  return !f || f.clientHeight >= f.contentDocument.documentElement.scrollHeight;
+}"""
 _RUN = """async () => {
   const r = await axe.run(document, {resultTypes: ["violations"]});
   return r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}));
@@ -44,6 +49,7 @@ def _check(page, url: str, version: str, report: list[str]) -> list[str]:
     page.wait_for_load_state("load")
     for frame in page.frames:  # the device view's frame is checked with the page
         frame.add_script_tag(path=str(AXE))
+    page.wait_for_function(_FRAME_FITS, timeout=5_000)
     violations = page.evaluate(_RUN)
     counts = {impact: sum(v["nodes"] for v in violations if v["impact"] == impact)
               for impact in ("critical", "serious", "moderate", "minor")}
@@ -74,9 +80,21 @@ def test_every_page_in_both_versions_has_no_serious_or_critical_violation(
         page.wait_for_url(re.compile(r"/espace$"))
         for path in SIGNED_IN:
             bad += _check(page, base + path, version, report)
+        # a step-up (both tabs) and the operation done
+        page.goto(f"{base}operations/destinataires")
+        page.click("#form-op button[type=submit]")
+        page.wait_for_url(re.compile(r"/validation"))
+        bad += _check(page, page.url, version, report)
+        bad += _check(page, page.url.split("?")[0] + "?methode=certificat", version, report)
+        page.goto(page.url.split("?")[0])
+        challenge = digits(page.inner_text("#stepup-challenge"))
+        page.fill("#cap_code", cap_code(keypad, demo.credentials.card_pin, respond=challenge))
+        page.click("#form-stepup-cap button[type=submit]")
+        page.wait_for_url(re.compile(r"/effectuee$"))
+        bad += _check(page, page.url, version, report)
         page.click("header form button")
         page.wait_for_url(re.compile(r"/connexion"))
-    assert len(report) >= 2 * (len(SIGNED_OUT) + len(SIGNED_IN) + 1)
+    assert len(report) >= 2 * (len(SIGNED_OUT) + len(SIGNED_IN) + 4)
     assert not bad, "\n".join(bad)
 
 
