@@ -27,14 +27,6 @@ from capkey.rules import LoginRequest, Outcome, RulesConfig
 IBAN = "FR7630006000011234567890189"
 
 
-@pytest.fixture
-def portal(tmp_path):
-    world, client = build(tmp_path)
-    yield world, client
-    client.close()
-    world.service.store.close()
-
-
 def cap_login(world, client, user="0001", *, code=None):
     page = client.get("/connexion?methode=cap").text
     r = client.post("/connexion/defi?methode=cap",

@@ -5,18 +5,9 @@ of the certificate tab."""
 
 from __future__ import annotations
 
-import pytest
-from test_portal_support import AGENT, ORIGIN, SUB, build, csrf, text
+from test_portal_support import AGENT, ORIGIN, SUB, csrf, text
 
 from capkey.portal.web import ACCESSIBLE_COOKIE, REMEMBER_COOKIE
-
-
-@pytest.fixture
-def portal(tmp_path):
-    world, client = build(tmp_path)
-    yield world, client
-    client.close()
-    world.service.store.close()
 
 
 def _set_cookie(response, name):
