@@ -9,8 +9,9 @@ BOARD   ?= rpi_pico
 PORT    ?= /dev/ttyACM0
 # System packages the tests and the demo use (pcscd/vpcd for PC/SC, PostgreSQL, Chromium).
 PG_DSN  := postgresql://capkey:capkey@127.0.0.1:5432/capkey
-APT_PKGS := pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig postgresql chromium npm
-# axe-core, which the browser tests load into Chromium (hil_tests/test_accessibility.py)
+APT_PKGS := pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig postgresql chromium
+# axe-core, which the browser tests load into Chromium (hil_tests/test_accessibility.py); npm is
+# the machine's own when it has one (a Node.js install of its own conflicts with Debian's npm)
 AXE     := hil_tests/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: demo test bench hil deploy lint mpy catalog apidoc screens venv system postgres clean
@@ -39,6 +40,8 @@ demo: system venv
 	$(BIN)/capkey demo
 
 $(AXE): hil_tests/axe/package.json hil_tests/axe/package-lock.json | system
+	@command -v npm >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  echo "installing npm"; DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm; }
 	npm ci --prefix hil_tests/axe --no-audit --no-fund --loglevel=error
 	touch $@
 
