@@ -10,6 +10,7 @@ include("flows/manifest.py")
 include("commands/manifest.py")
 module("ondemand.py", opt=3)
 module("maintenance.py", opt=3)  # loaded at boot and by the MAINTENANCE command, then dropped
+module("selftest.py", opt=3)  # loaded by the SELFTEST command, then dropped
 module("catalog.py", opt=3)  # generated from the host catalogues (make catalog)
 module("purposes.py", opt=3)  # generated too: the operations' titles
 package("apps", files=("cap.py", "key.py"), base_path=".", opt=3)

@@ -18,6 +18,7 @@ CMD_REBOOT = const(0x04)
 CMD_SCREEN = const(0x05)
 CMD_PRESS = const(0x06)
 _CMD_MAINTENANCE = const(0x08)  # 0x07 HEAP is firmware/main.py's
+_CMD_SELFTEST = const(0x09)
 
 # INFO TLV tags (tag u8, length u8, value)
 TAG_FIRMWARE = const(0x01)  # UTF-8
@@ -146,6 +147,16 @@ class _System:
         asyncio.create_task(self._reboot_later())
 
 
+    async def selftest(self, req):
+        # the panel, the keypad and the clocks, for `capkey doctor` (firmware/selftest.py)
+        if len(req.payload):
+            raise LinkError(ERR_INVALID_PARAMETER)
+        import ondemand
+
+        async with ondemand.use("selftest") as t:
+            return await t.run(self.board)
+
+
 def _u32(n):
     return (n if n < 0xFFFFFFFF else 0xFFFFFFFF).to_bytes(4, "big")
 
@@ -167,4 +178,5 @@ def install(link, firmware_version):
     link.register(CMD_SCREEN, s.screen)
     link.register(CMD_PRESS, s.press)
     link.register(_CMD_MAINTENANCE, s.maintenance)
+    link.register(_CMD_SELFTEST, s.selftest)
     return s

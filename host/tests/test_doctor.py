@@ -4,6 +4,7 @@ IDs and are installed where asked."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -12,7 +13,9 @@ from test_cli_hygiene import run
 
 from capkey.catalog.boards import USB_IDS
 from capkey.link import doctor
+from capkey.link.device import SelfTest
 from capkey.link.doctor import Status, diagnose, install_udev_rules, udev_rules
+from capkey.link.errors import LinkError, ProtocolError
 
 LINE = re.compile(r"^(OK|WARN|FAIL) +[a-z ]+: \S.*$")
 
@@ -30,8 +33,36 @@ def test_doctor_against_a_simulator_all_ok(sim, capsys):
     assert status == 0 and not err
     assert all(LINE.match(line) for line in lines), lines
     assert [line.split()[1].rstrip(":") for line in lines] == [
-        "link", "micropython", "protocol", "firmware", "apps", "heap", "flash"]
+        "link", "micropython", "protocol", "firmware", "apps", "heap", "flash", "display",
+        "keypad", "clock"]
     assert all(line.startswith("OK") for line in lines)
+    assert "no key down" in out and "wall clock within 300 s of this host" in out
+
+
+def test_doctor_finds_a_stuck_key_and_a_board_clock_that_is_off(tmp_path, capsys):
+    # a key held down since power-up, as a stuck or shorted key reads; the host's clock an hour on
+    with Simulator(tmp_path / "flash", register=False, held_keys="5") as stuck:
+        checks = diagnose(stuck.url, host_version="0.1.0",
+                          now=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        status, out, _ = run(capsys, "doctor", "--device", stuck.url)
+    by_name = {c.name: c for c in checks}
+    assert by_name["keypad"].status is Status.FAIL and "key 5 down" in by_name["keypad"].detail
+    assert "stuck" in by_name["keypad"].fix
+    assert by_name["clock"].status is Status.WARN
+    assert re.search(r"wall clock -360[01] s from this host", by_name["clock"].detail)
+    assert by_name["display"].status is Status.OK
+    assert status == 3 and "FAIL  keypad: key 5 down" in out
+
+
+def test_selftest_lines_for_a_failing_panel_no_clock_and_old_firmware():
+    now = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
+    panel = SelfTest(False, "OSError(5,)", "", 61_000, None)
+    lines = {c.name: c for c in doctor._selftest_checks(panel, now)}
+    assert lines["display"].status is Status.FAIL and "OSError(5,)" in lines["display"].detail
+    assert lines["clock"].status is Status.OK and "up 61 s; no wall clock set" in lines[
+        "clock"].detail
+    (old,) = doctor._selftest_checks(ProtocolError(LinkError.ERR.UNKNOWN_COMMAND), now)
+    assert old.status is Status.WARN and old.name == "self-test" and "deploy" in old.fix
 
 
 def test_doctor_on_a_missing_port_says_what_to_do(capsys):

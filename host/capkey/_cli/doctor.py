@@ -23,7 +23,9 @@ def doctor(url: str | None) -> None:
     or uucp group), no ModemManager or brltty holds it, the udev rule is
     installed. Then the board: it answers, its MicroPython version and port,
     its protocol and firmware versions against this capkey's, its apps, its
-    free heap and flash. Exit status 0 when no check failed, 3 when one did."""
+    free heap and flash, and its own self-test: the display answers, no key
+    stuck down, its clocks. Exit status 0 when no check failed, 3 when one
+    did."""
     url = resolve_device(url)
     checks = diagnose(url, host_version=__version__)
     for check in checks:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..catalog.boards import USB_IDS
@@ -43,6 +44,7 @@ CMD_REBOOT = 0x04
 CMD_SCREEN = 0x05
 CMD_PRESS = 0x06
 CMD_MAINTENANCE = 0x08
+CMD_SELFTEST = 0x09
 
 KEYS = "0123456789ABCD*#"
 _CANCEL_GRACE = 1.0  # seconds to wait for the device's answer to a CANCEL
@@ -77,12 +79,7 @@ class DeviceInfo:
     def from_bytes(cls, data: bytes) -> DeviceInfo:
         fields: dict[str, object] = {}
         apps = []
-        i = 0
-        while i < len(data):
-            if i + 2 > len(data) or i + 2 + data[i + 1] > len(data):
-                raise ValueError("INFO: truncated TLV")
-            tag, value = data[i], bytes(data[i + 2 : i + 2 + data[i + 1]])
-            i += 2 + data[i + 1]
+        for tag, value in _tlv_items(data, "INFO"):
             if tag == 7:
                 name, _, version = value.decode("utf-8", "replace").partition("/")
                 apps.append((name, version))
@@ -91,6 +88,42 @@ class DeviceInfo:
                 fields[name] = (int.from_bytes(value, "big") if name in cls._INTS
                                 else value.decode("utf-8", "replace"))
         return cls(apps=tuple(apps), **fields)  # type: ignore[arg-type]
+
+
+def _tlv_items(data: bytes, what: str) -> Iterator[tuple[int, bytes]]:
+    """(tag, value) of a TLV list (tag u8, length u8, value); ValueError if truncated."""
+    i = 0
+    while i < len(data):
+        if i + 2 > len(data) or i + 2 + data[i + 1] > len(data):
+            raise ValueError(f"{what}: truncated TLV")
+        yield data[i], bytes(data[i + 2 : i + 2 + data[i + 1]])
+        i += 2 + data[i + 1]
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """What SELFTEST reports (docs/protocol.md): the panel answered (or the driver's error), the
+    keys down at every sample of a quarter second (stuck, or held by someone), the time since
+    power-up, and the board's wall clock when it has one set (UTC)."""
+
+    display_ok: bool
+    display_error: str
+    keys_down: str
+    uptime_ms: int
+    clock: datetime | None
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SelfTest:
+        items = dict(_tlv_items(data, "SELFTEST"))
+        if 1 not in items or 4 not in items:
+            raise ValueError("SELFTEST: display or uptime missing")
+        clock = items.get(5)
+        return cls(display_ok=items[1] == b"\x00",
+                   display_error=items.get(2, b"").decode("utf-8", "replace"),
+                   keys_down=items.get(3, b"").decode("ascii", "replace"),
+                   uptime_ms=int.from_bytes(items[4], "big"),
+                   clock=None if clock is None else datetime.fromtimestamp(
+                       int.from_bytes(clock, "big"), UTC))
 
 
 @dataclass(frozen=True)
@@ -256,6 +289,11 @@ class Device:
         device: ProtocolError(ERR.TIMEOUT)."""
         self.call(CMD_MAINTENANCE, on_keepalive=on_keepalive)
         self.close()
+
+    def selftest(self) -> SelfTest:
+        """The board's own check of its panel, keypad and clocks (`capkey doctor`); changes
+        nothing. Firmware older than SELFTEST: ProtocolError(ERR.UNKNOWN_COMMAND)."""
+        return SelfTest.from_bytes(self.call(CMD_SELFTEST, timeout=5.0))
 
     def screen(self) -> tuple[bytes, list[str]]:
         """The display: 1024 bytes of 128x64 MONO_VLSB framebuffer and the screen's text lines."""

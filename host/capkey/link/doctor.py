@@ -19,11 +19,12 @@ import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
 from ..catalog.boards import USB_IDS
-from .device import Device
+from .device import Device, SelfTest
 from .errors import LinkError, VersionMismatch
 
 __all__ = [
@@ -41,6 +42,8 @@ _HELLO_TIMEOUT = 3.0
 TESTED_MICROPYTHON = (1, 29)
 #: Below this, a store save (a new copy beside the old one) may not find room.
 _FLASH_FREE_MIN = 64 * 1024
+#: A board's wall clock this far from the host's is worth a word (it is set by mpremote).
+_CLOCK_SLACK_S = 300
 #: Programs known to grab a new USB serial port.
 _GRABBERS = {
     "ModemManager": "it probes new serial ports as modems: install the udev rule "
@@ -175,10 +178,15 @@ def _udev_check(path: Path = UDEV_RULES_PATH) -> Check:
     return Check(Status.OK, "udev rule", f"{path} installed")
 
 
-def _device_checks(url: str, host_version: str) -> Iterator[Check]:
+def _device_checks(url: str, host_version: str, now: Callable[[], datetime]) -> Iterator[Check]:
+    selftest: SelfTest | LinkError
     try:
         with Device.open(url, hello_timeout=_HELLO_TIMEOUT) as dev:  # HELLO negotiates the protocol
             info = dev.info()
+            try:
+                selftest = dev.selftest()
+            except LinkError as exc:  # older firmware: the other checks still stand
+                selftest = exc
     except VersionMismatch as exc:
         yield Check(Status.FAIL, "protocol", str(exc), "`capkey deploy` this capkey's firmware")
         return
@@ -221,6 +229,37 @@ def _device_checks(url: str, host_version: str) -> Iterator[Check]:
             yield Check(Status.WARN, "flash", text,
                         "a save writes a new copy beside the old one: remove files the board "
                         "does not need (mpremote rm)")
+    yield from _selftest_checks(selftest, now())
+
+
+def _selftest_checks(selftest: SelfTest | LinkError, now: datetime) -> Iterator[Check]:
+    if isinstance(selftest, LinkError):
+        yield Check(Status.WARN, "self-test", f"not run ({selftest})",
+                    "`capkey deploy` this capkey's firmware")
+        return
+    if selftest.display_ok:
+        yield Check(Status.OK, "display", "the panel answered")
+    else:
+        yield Check(Status.FAIL, "display", f"the panel did not answer ({selftest.display_error})",
+                    "check the OLED's wiring and I2C address against docs/boards.md")
+    if not selftest.keys_down:
+        yield Check(Status.OK, "keypad", "no key down")
+    else:
+        keys = " ".join(selftest.keys_down)
+        yield Check(Status.FAIL, "keypad", f"key {keys} down for a quarter of a second",
+                    "let go of the keypad; if nobody touches it, the key is stuck or its row "
+                    "and column are shorted: check the keypad's wiring (docs/boards.md)")
+    up = f"up {selftest.uptime_ms // 1000} s"
+    if selftest.clock is None:
+        yield Check(Status.OK, "clock", f"{up}; no wall clock set (capkey does not use one)")
+        return
+    off = (selftest.clock - now).total_seconds()
+    if abs(off) <= _CLOCK_SLACK_S:
+        yield Check(Status.OK, "clock", f"{up}; wall clock within {_CLOCK_SLACK_S} s of this host")
+    else:
+        yield Check(Status.WARN, "clock", f"{up}; wall clock {off:+.0f} s from this host",
+                    "harmless to capkey (it decides nothing by the board's time); "
+                    "`mpremote rtc --set` sets it")
 
 
 def _micropython_check(version: str, platform: str) -> Check:
@@ -240,7 +279,8 @@ def _micropython_check(version: str, platform: str) -> Check:
 
 
 def diagnose(url: str, *, host_version: str,
-             holders: Callable[[str], list[tuple[int, str]]] = port_holders) -> list[Check]:
+             holders: Callable[[str], list[tuple[int, str]]] = port_holders,
+             now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> list[Check]:
     """Every check that applies to `url`, in order; the device checks run only when the port
     ones found nothing failing."""
     checks: list[Check] = []
@@ -248,5 +288,5 @@ def diagnose(url: str, *, host_version: str,
         checks.extend(_port_checks(url, holders))
         if any(c.status is Status.FAIL for c in checks):
             return checks
-    checks.extend(_device_checks(url, host_version))
+    checks.extend(_device_checks(url, host_version, now))
     return checks
