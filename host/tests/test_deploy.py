@@ -1,12 +1,16 @@
 """The deploy path: what a board receives, and the mpremote session that copies it."""
 
 import contextlib
+import json
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from capkey_dev.build import device_path, stage
+from capkey_dev.build import MANIFEST, device_path, stage
 from capkey_dev.cli import deploy as deploy_mod
+from capkey_dev.sim import Simulator
 from click.testing import CliRunner
 
 from capkey._cli.__main__ import cli
@@ -29,12 +33,16 @@ def test_stage_has_board_and_drivers_as_mpy_and_no_tests():
     assert (tree / "board.mpy").read_bytes()[:2] == b"M\x06"  # .mpy format version 6
 
 
-def test_deploy_dry_run_prints_one_mpremote_session():
+def test_deploy_dry_run_prints_the_copy_the_check_and_the_restart():
     result = CliRunner().invoke(cli, ["deploy", "--board", "rpi_pico", "--port", "/dev/ttyACM9", "--dry-run"])
     assert result.exit_code == 0, result.output
-    line = result.stdout.strip()
-    assert "connect /dev/ttyACM9" in line and line.endswith("reset")
-    assert ":board.mpy" in line and ":drivers/keypad_matrix.mpy" in line
+    out = result.stdout
+    destinations = re.findall(r" :(\S+)", out)
+    assert "board.mpy" in destinations and "drivers/keypad_matrix.mpy" in destinations
+    assert destinations[-1] == MANIFEST  # copied last: a cut copy has none, or the old one
+    assert out.count("connect /dev/ttyACM9") == 3
+    assert out.strip().endswith("connect /dev/ttyACM9 reset")
+    assert "capkey-verify" in result.stdout
 
 
 def test_deploy_to_missing_port_is_one_clear_error():
@@ -71,8 +79,14 @@ def board(monkeypatch):
     b.copies = []
     monkeypatch.setattr(deploy_mod, "Device", b)
     monkeypatch.setattr(deploy_mod, "wait_for_port", lambda port: None)
-    monkeypatch.setattr(deploy_mod.subprocess, "run",
-                        lambda cmd: b.copies.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    def run(cmd, **kw):
+        if "exec" in cmd and deploy_mod.VERIFY in cmd:  # the board checks what it received
+            return subprocess.CompletedProcess(cmd, 0, "capkey-verify 44\n", "")
+        if cmd[-1] != "reset":
+            b.copies.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(deploy_mod.subprocess, "run", run)
     return b
 
 
@@ -113,3 +127,25 @@ def test_deploy_makes_folders_relative_to_the_repl():
     args = deploy_mod.deploy_commands(tree)
     mkdirs = [a for a in args if "os.mkdir" in a]
     assert mkdirs and all("os.mkdir('/" not in a for a in mkdirs)
+
+
+def test_deploy_copies_the_manifest_last_and_the_board_checks_every_file(tmp_path):
+    """A real copy: into a simulator in maintenance mode (its REPL on its port), then the board's
+    own SHA-256 check of every file; a file damaged after the copy is named."""
+    tree = stage("rpi_pico")
+    digests = json.loads((tree / MANIFEST).read_text())["files"]
+    assert len(digests) > 20 and MANIFEST not in digests
+    copies = [a for a in deploy_mod.deploy_commands(tree) if a.startswith(":")]
+    assert copies[-1] == f":{MANIFEST}"
+    mpremote = str(Path(sys.executable).with_name("mpremote"))
+    with Simulator(tmp_path / "flash", register=False, held_keys="*#") as sim:
+        copy = subprocess.run([mpremote, "connect", sim.url, *deploy_mod.deploy_commands(tree)],
+                              capture_output=True, text=True, timeout=300)
+        assert copy.returncode == 0, copy.stderr
+        assert deploy_mod.verify_copy(mpremote, sim.url) == len(digests)
+        damaged = tmp_path / "flash" / "ui" / "screen.mpy"
+        damaged.write_bytes(damaged.read_bytes()[:-1] + b"\x00")
+        (tmp_path / "flash" / "catalog.mpy").unlink()
+        with pytest.raises(CliFail, match=r"differs from the build.*catalog\.mpy.*ui/screen\.mpy"
+                           r"|differs from the build.*ui/screen\.mpy.*catalog\.mpy"):
+            deploy_mod.verify_copy(mpremote, sim.url)

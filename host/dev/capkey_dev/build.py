@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -189,7 +190,21 @@ def stage(board: str) -> Path:
         plan[device_path(src)] = (src, None)
     target = BUILD / "deploy" / board
     sync_tree(target, plan)
+    write_manifest(target)
     return target
+
+
+MANIFEST = "capkey-manifest.json"
+
+
+def write_manifest(tree: Path) -> dict[str, str]:
+    """Writes <tree>/capkey-manifest.json: the SHA-256 of every other file of the tree, by its
+    path on the board. `capkey deploy` copies it last and has the board check every file
+    against it before the board restarts. Returns the digests."""
+    digests = {p.relative_to(tree).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+               for p in sorted(tree.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    (tree / MANIFEST).write_text(json.dumps({"files": digests}, indent=0, sort_keys=True))
+    return digests
 
 
 @cache
