@@ -255,6 +255,7 @@ TRAFFIC_FIELDS: dict[int, Fields] = {
     0x06: Fields("PRESS", request=redacted),  # the keys may be a PIN or a PUK
     0x07: Fields("HEAP"),
     0x08: Fields("MAINTENANCE"),
+    0x09: Fields("SELFTEST", response=redacted),  # a key held down may be a PIN digit
     0x20: Fields("CARD_STATUS", response=_card_status),
     0x21: Fields("PERSONALISE", request=redacted),  # the card key, the PIN block, the PAN
     0x22: Fields("WIPE"),
