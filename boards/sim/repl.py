@@ -7,8 +7,12 @@
 #              is executed; no multi-line blocks), Ctrl-C clears the line, Ctrl-D on an empty line
 #              soft-reboots (the namespace is cleared), Ctrl-A enters the raw REPL
 #   raw        "raw REPL; CTRL-B to exit\r\n>"; the code up to Ctrl-D is answered "OK", its output,
-#              0x04, the error's traceback, 0x04, ">"; Ctrl-D alone soft-reboots; raw-paste mode
-#              (Ctrl-E A Ctrl-A) is declined with "R\x00"; Ctrl-B back to friendly
+#              0x04, the error's traceback, 0x04, ">"; Ctrl-D alone soft-reboots; Ctrl-B back to
+#              friendly
+#   raw-paste  Ctrl-E A Ctrl-A in raw mode: "R\x01" and a window of PASTE_WINDOW bytes (u16 LE);
+#              0x01 each time a window was taken in; the code up to Ctrl-D is answered 0x04, then
+#              as in raw mode (output, 0x04, traceback, 0x04, ">"). mpremote uses it when offered:
+#              without it, it writes 256 bytes every 10 ms, and a copy of the firmware takes ~40 s
 # The output of code is what it prints with print() (sys.stdout itself cannot be redirected on the
 # unix port). The working folder is the board's storage folder: what a REPL sees of its flash.
 # One connection at a time; the namespace lives until a soft reboot, as on a board. Like the link,
@@ -26,6 +30,7 @@ _CTRL_C = 3
 _CTRL_D = 4
 _RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 _RAW_PASTE_ASK = b"\x05A"  # then Ctrl-A: raw-paste mode?
+PASTE_WINDOW = 512
 _PARENT_POLL_MS = 1000
 
 
@@ -39,6 +44,7 @@ class Session:
     def __init__(self, ns):
         self.ns = ns
         self.raw = False
+        self.paste = -1  # in raw-paste mode: bytes taken in since the last window
         self.buf = bytearray()
         self.out = bytearray()
 
@@ -75,7 +81,9 @@ class Session:
 
     def feed(self, data):
         for b in data:
-            if self.raw:
+            if self.paste >= 0:
+                self._pasted(b)
+            elif self.raw:
                 self._raw(b)
             else:
                 self._friendly(b)
@@ -114,8 +122,9 @@ class Session:
         buf = self.buf
         if b == _CTRL_A:
             self.buf = bytearray()
-            if buf == _RAW_PASTE_ASK:  # understood, not supported: mpremote writes plainly
-                self.out.extend(b"R\x00")
+            if buf == _RAW_PASTE_ASK:
+                self.paste = 0
+                self.out.extend(b"R\x01" + PASTE_WINDOW.to_bytes(2, "little"))
             else:
                 self.out.extend(b"\r\n" + _RAW_BANNER)
         elif b == _CTRL_B:
@@ -131,12 +140,27 @@ class Session:
                 self.out.extend(b"\r\nMPY: soft reboot\r\n" + _RAW_BANNER)
                 return
             self.out.extend(b"OK")
-            err = self._run(bytes(buf), False)
-            self.out.extend(b"\x04")
-            self.out.extend(_cooked(err))
-            self.out.extend(b"\x04>")
+            self._run_raw(buf)
         else:
             buf.append(b)
+
+    def _pasted(self, b):
+        if b == _CTRL_D:
+            buf, self.buf, self.paste = self.buf, bytearray(), -1
+            self.out.extend(b"\x04")
+            self._run_raw(buf)
+            return
+        self.buf.append(b)
+        self.paste += 1
+        if self.paste == PASTE_WINDOW:
+            self.paste = 0
+            self.out.extend(b"\x01")  # the host may send another window
+
+    def _run_raw(self, code):
+        err = self._run(bytes(code), False)
+        self.out.extend(b"\x04")
+        self.out.extend(_cooked(err))
+        self.out.extend(b"\x04>")
 
 
 def _parent_gone():
@@ -169,7 +193,11 @@ def serve(board):
                 raise SystemExit(0)
             continue
         conn = srv.accept()[0]
+        # mpremote waits for each small answer: without TCP_NODELAY every one waits out the
+        # host's delayed ACK (40 ms)
+        conn.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (the unix port names neither)
         session.raw = False
+        session.paste = -1
         session.buf = bytearray()
         reading = select.poll()
         reading.register(conn, select.POLLIN)
@@ -182,6 +210,9 @@ def serve(board):
                 data = conn.recv(512)
                 if not data:
                     break
+                # the host's socket has Nagle on: its next small write waits for our ACK of the
+                # last one, which Linux would delay 40 ms; QUICKACK (12) lasts until the next recv
+                conn.setsockopt(6, 12, 1)
                 out = session.feed(data)
                 if out:
                     conn.write(out)

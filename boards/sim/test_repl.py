@@ -18,8 +18,6 @@ def test_raw_repl_as_mpremote_drives_it():
         raise AssertionError("raw REPL banner")
     if s.feed(b"\x04") != b"\r\nMPY: soft reboot\r\n" + _BANNER:
         raise AssertionError("Ctrl-D alone: soft reboot, raw REPL again")
-    if s.feed(b"\x05A\x01") != b"R\x00":
-        raise AssertionError("raw-paste mode is declined")
     out = s.feed(b"x = 6\nprint(x * 7)\nprint('a', 'b', sep='-')\x04")
     if out != b"OK42\r\na-b\r\n\x04\x04>":
         raise AssertionError(out)
@@ -37,6 +35,23 @@ def test_raw_repl_as_mpremote_drives_it():
     out = s.feed(b"print(x)\x04")
     if b"NameError" not in out:
         raise AssertionError("a soft reboot clears the namespace: %r" % out)
+
+
+def test_raw_paste_mode_with_its_window():
+    s = _session()
+    s.feed(b"\r\x01")
+    if s.feed(b"\x05A\x01") != b"R\x01" + repl.PASTE_WINDOW.to_bytes(2, "little"):
+        raise AssertionError("raw-paste mode is offered with its window")
+    code = b"n = 0\n" + b"n += 1\n" * (repl.PASTE_WINDOW // 7 + 10) + b"print(n)\n"
+    if s.feed(code[: repl.PASTE_WINDOW - 1]) != b"":
+        raise AssertionError("nothing is answered inside a window")
+    if s.feed(code[repl.PASTE_WINDOW - 1 :]) != b"\x01":
+        raise AssertionError("0x01 once a window is taken in")
+    out = s.feed(b"\x04")
+    if out != b"\x04%d\r\n\x04\x04>" % (repl.PASTE_WINDOW // 7 + 10):
+        raise AssertionError(out)
+    if s.feed(b"\x05A\x01")[:2] != b"R\x01" or b"ZeroDivisionError" not in s.feed(b"1 // 0\x04"):
+        raise AssertionError("back in raw mode after a paste, errors as in raw mode")
 
 
 def test_friendly_repl_evaluates_lines():
