@@ -1,9 +1,11 @@
 # Firmware composition: main(board) builds the store, the UI, the link server and the apps,
 # then runs the UI and the host link until the board stops it.
 #
-# On a device this file is /main.py (kept as source by `capkey deploy`), which MicroPython runs at
-# boot: the block at the end runs main() on board.BOARD (boards/<name>/board.py, now /board.py).
-# The simulator's boards/sim/main.py imports it as a module and runs main() on the sim board.
+# On a device this module is /app_a/main.mpy or /app_b/main.mpy: the board's /main.py starts the
+# app of the chosen slot (firmware/slots.py, update with rollback), which calls main() on
+# board.BOARD (boards/<name>/board.py, in the slot too) with a ready() to confirm an update by.
+# The simulator's boards/sim/main.py does the same from its flash folder once capkey deploy wrote
+# one, else it imports this file from the sources and runs main() on the sim board.
 #
 # Apps: each module named in APPS that is present is imported and install(ctx) is called with
 # ctx.board, ctx.ui, ctx.store, ctx.link. A missing module is skipped with one line on the
@@ -20,6 +22,11 @@
 #
 # Maintenance mode (firmware/maintenance.py): a boot with *# held, or after a confirmed
 # MAINTENANCE request, builds none of this; main() returns and the board's REPL takes the stream.
+#
+# Updates: a store written by a newer firmware is not opened (store.StoreTooNew, raised by
+# build(): an update in trial falls back). An update is confirmed (ready()) once the app has run
+# CONFIRM_MS with every app of APPS installed and no unexpected error; the store is then marked
+# with this firmware's schema.
 import asyncio
 import gc
 import sys
@@ -29,6 +36,7 @@ from micropython import const
 FIRMWARE_VERSION = "0.1.0"
 APPS = ("apps.cap", "apps.key")
 _RESTART_MS = const(200)  # pause before the UI loop starts again after an error
+CONFIRM_MS = const(2000)  # an update runs this long without error before it confirms itself
 CMD_HEAP = const(0x07)  # docs/protocol.md, system commands
 
 
@@ -141,6 +149,7 @@ def build(board, apps=APPS):
     from ui.core import Ui
 
     store = Store(board.storage)
+    store.check_schema()
     ui = Ui(board, store=store, version=FIRMWARE_VERSION)
     link = LinkServer(board, ui)
     system.install(link, FIRMWARE_VERSION)
@@ -150,9 +159,21 @@ def build(board, apps=APPS):
     return ctx
 
 
-async def main(board, ctx=None):
+async def _confirm(ctx, ready):
+    await asyncio.sleep_ms(CONFIRM_MS)
+    if ctx.errors == 0 and len(ctx.apps) == len(APPS):
+        ctx.store.claim_schema()
+        ready()
+    else:
+        print("capkey: not confirming this update:", ctx.errors, "errors,",
+              len(ctx.apps), "of", len(APPS), "apps")
+
+
+async def main(board, ctx=None, ready=None):
     """Runs the firmware on `board` until the host stream ends (never, on a device). Returns
-    True after a maintenance boot: the board's REPL takes the stream (firmware/maintenance.py)."""
+    True after a maintenance boot: the board's REPL takes the stream (firmware/maintenance.py).
+    ready(), when given (firmware/slots.py, an update on trial), is called once the app runs
+    well."""
     ui_task = None
     try:
         if ctx is None:
@@ -177,6 +198,8 @@ async def main(board, ctx=None):
         # A task nobody awaits that dies (a link handler's helper, an app timer) lands here.
         loop.set_exception_handler(lambda _loop, c: ctx.recover(c.get("exception"), "task"))
         ui_task = asyncio.create_task(_keep_running(ctx, ctx.ui.run, "ui"))
+        if ready is not None:
+            asyncio.create_task(_confirm(ctx, ready))
         await board.serve_host(ctx.link.serve)
     finally:
         if ui_task is not None:
@@ -185,12 +208,3 @@ async def main(board, ctx=None):
         # a fresh loop, so that the simulator and the tests can start main() again
         asyncio.new_event_loop()
 
-
-if __name__ == "__main__":
-    # Boot on a real board. An error that escapes main() leaves the REPL on USB for recovery.
-    import board
-
-    try:
-        asyncio.run(main(board.BOARD))
-    finally:
-        asyncio.new_event_loop()

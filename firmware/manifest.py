@@ -14,4 +14,5 @@ module("selftest.py", opt=3)  # loaded by the SELFTEST command, then dropped
 module("catalog.py", opt=3)  # generated from the host catalogues (make catalog)
 module("purposes.py", opt=3)  # generated too: the operations' titles
 package("apps", files=("cap.py", "key.py"), base_path=".", opt=3)
-module("main.py")  # runs at boot
+module("slots.py", opt=3)  # picks the app slot at boot (update with rollback)
+module("main.py")  # the app: slots.start() runs its main()

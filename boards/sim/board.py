@@ -7,6 +7,7 @@
 #   storage     a folder; the serial number made at first boot lives in it, so it is stable
 #               for the folder and a fresh folder is a fresh device
 #   reboot()    exits with REBOOT_EXIT; the host launcher (capkey_dev.sim) starts it again
+#               (machine.reset() at the maintenance REPL too, boards/sim/repl.py)
 #   keys_held() CAPKEY_SIM_HELD_KEYS: the keys held down while the simulator powers up
 #               ("*#" asks for maintenance mode, firmware/maintenance.py: when the firmware's
 #               main() returns True for it, boards/sim/main.py serves a REPL on the TCP port
@@ -195,11 +196,13 @@ class SimBoard:
     def keys_held(self):
         return os.getenv("CAPKEY_SIM_HELD_KEYS") or ""  # checked by the launcher
 
-    def install_crash_hook(self, die=_pull_plug):
-        """Arms CAPKEY_CRASH_AT / CAPKEY_CRASH_TAG on store.write_point; returns the hook."""
+    def install_crash_hook(self, die=_pull_plug, hook=None):
+        """Arms CAPKEY_CRASH_AT / CAPKEY_CRASH_TAG on store.write_point (or the given hook, when
+        boards/sim/main.py shares one counter with firmware/slots.py); returns the hook."""
         import store
 
-        hook = crash_hook_from_env(die)
+        if hook is None:
+            hook = crash_hook_from_env(die)
         if self._sample is not None:
             hook = _sampling(self._sample, hook)
         store.set_hook(hook)

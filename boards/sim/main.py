@@ -1,10 +1,16 @@
 # Simulator entry point:
 #   micropython -X heapsize=190k boards/sim/main.py --port P --storage DIR
 #               [--board-profile rpi_pico|rpi_pico2|esp32s3]
-# Puts boards/sim, boards and firmware on sys.path as on a device, builds the board, then runs
-# the firmware's main(board). The board prints "capkey-sim listening on 127.0.0.1:P" once the
-# host port is open; host/dev/capkey_dev/sim.py waits for that line. In maintenance mode
-# (firmware/maintenance.py) main() returns and boards/sim/repl.py serves a REPL on that port.
+# Two ways to boot, like a board fresh from the factory and one flashed by capkey deploy:
+#   - the storage folder (the simulator's flash) holds no slots.mpy: the firmware of the sources
+#     runs. boards/sim, boards and firmware go on sys.path as on a device, the board is built,
+#     then the firmware's main(board) runs.
+#   - capkey deploy --board sim wrote its flash: it boots from there like a board, through the
+#     deployed slots.mpy (firmware/slots.py), which picks the app slot, puts it first on sys.path
+#     and runs its main(board); only the simulated hardware (boards/sim) comes from here.
+# The board prints "capkey-sim listening on 127.0.0.1:P" once the host port is open;
+# host/dev/capkey_dev/sim.py waits for that line. In maintenance mode (firmware/maintenance.py)
+# main() returns and boards/sim/repl.py serves a REPL on that port.
 import os
 import sys
 
@@ -40,9 +46,18 @@ def _args(argv):
     return int(opts["--port"]), opts["--storage"], opts["--board-profile"]
 
 
-def run():
-    port, storage, profile = _args(sys.argv[1:])
-    root = _root()
+def _flashed(storage):
+    for name in ("slots.mpy", "slots.py"):
+        try:
+            os.stat(storage + "/" + name)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def _from_sources(root, port, storage, profile):
+    # -> what the firmware's main() returned (True: maintenance mode)
     firmware = root + "/firmware"
     for p in (firmware, root + "/boards", root + "/boards/sim"):
         if p in sys.path:
@@ -66,14 +81,48 @@ def run():
         sys.path.pop(0)
     if firmware_main.__name__ == "__main__" or not hasattr(firmware_main, "main"):
         raise SystemExit("capkey-sim: firmware/main.py not found under " + root)
+    return asyncio.run(firmware_main.main(sim))
+
+
+def _from_flash(root, port, storage, profile):
+    # the flash root, then the simulated hardware; nothing of the sources' firmware
+    for p in (root + "/firmware", root + "/boards"):
+        if p in sys.path:
+            sys.path.remove(p)
+    sys.path[:0] = [storage, root + "/boards/sim"]
+
+    import board
+    import slots
+
+    hook = board.crash_hook_from_env()  # one count over the slot switch and the store
+    slots.set_hook(hook)
+
+    def make_board():  # once the slot's firmware is on sys.path (the board uses its modules)
+        sim = board.configure(port, storage, profile)
+        sim.heap_stats(os.getenv("CAPKEY_HEAP_STATS") == "1")
+        sim.install_crash_hook(hook=hook)
+        return sim
+
+    def restart():
+        raise SystemExit(board.REBOOT_EXIT)
+
+    return slots.start(make_board, restart, storage)
+
+
+def run():
+    port, storage, profile = _args(sys.argv[1:])
+    if len(storage) > 1 and storage.endswith("/"):
+        storage = storage[:-1]
+    boot = _from_flash if _flashed(storage) else _from_sources
     try:
-        maintenance = asyncio.run(firmware_main.main(sim))
+        maintenance = boot(_root(), port, storage, profile)
     except KeyboardInterrupt:
         return
     if maintenance:  # main() returned for maintenance mode: the REPL takes the port
+        import board
         import repl
 
-        repl.serve(sim)
+        repl.serve(board.BOARD)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@
 # The output of code is what it prints with print() (sys.stdout itself cannot be redirected on the
 # unix port). The working folder is the board's storage folder: what a REPL sees of its flash.
 # One connection at a time; the namespace lives until a soft reboot, as on a board. Like the link,
-# it exits when its launcher is gone (CAPKEY_SIM_PARENT).
+# it exits when its launcher is gone (CAPKEY_SIM_PARENT). machine.reset() (mpremote reset)
+# restarts the simulator as a board restarts: board.reboot().
 import builtins
 import io
 import os
@@ -174,9 +175,20 @@ def _parent_gone():
         return True
 
 
+class _Machine:
+    # what the REPL's `import machine` gets: the unix port's machine has no reset()
+    board = None
+
+    @classmethod
+    def reset(cls):
+        cls.board.reboot()
+
+
 def serve(board):
     """Serves the REPL on board.port until the process is stopped (or its launcher is gone)."""
     os.chdir(board.storage)
+    _Machine.board = board
+    sys.modules["machine"] = _Machine
     ns = {}
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -33,6 +33,7 @@ TAG_MICROPYTHON = const(0x09)  # UTF-8 "1.29.0", the interpreter's version
 TAG_PLATFORM = const(0x0A)  # UTF-8 sys.platform ("rp2", "esp32", "linux")
 TAG_FLASH_FREE = const(0x0B)  # u32 bytes free on the store's filesystem (capped at 2^32 - 1)
 TAG_FLASH_TOTAL = const(0x0C)  # u32 bytes of that filesystem (capped)
+TAG_SLOT = const(0x0D)  # UTF-8 firmware/slots.py status(): "b", "b trial", "a failed=b"
 
 _PROTO_MIN = const(1)
 _PROTO_MAX = const(1)
@@ -87,6 +88,10 @@ class _System:
             if st is not None:
                 _tlv(out, TAG_FLASH_FREE, _u32(st[0] * st[3]))
                 _tlv(out, TAG_FLASH_TOTAL, _u32(st[0] * st[2]))
+        slots = sys.modules.get("slots")  # loaded when the board booted from an app slot
+        slot = slots.status() if slots is not None else None
+        if slot:
+            _tlv(out, TAG_SLOT, slot.encode())
         return out
 
     async def ping(self, req):

@@ -22,6 +22,12 @@
 # record that fails its CRC, with no newer complete copy, raises CorruptRecord instead of
 # reading as "absent", so callers cannot mistake corruption for a fresh device.
 #
+# Schema: SCHEMA numbers the layout of the records this firmware reads and writes. The record
+# "store-schema" holds the highest schema that wrote the store (absent: 1); a firmware that finds
+# a higher one refuses the store (StoreTooNew) instead of reading records it does not understand:
+# after an update fell back, or a downgrade. The number is written when an update confirms itself
+# (firmware/main.py), not before: an update that is given up leaves the store to the old app.
+#
 # Every durable step passes through write_point(tag); the simulator board installs a hook
 # there that can kill the process ("pull the plug") at the Nth point. Tags are
 # "<name>:<stage>" so a test can aim at one record with a tag prefix.
@@ -45,6 +51,8 @@ MAX_RECORD = const(4096)
 _MAX_NAME = const(32)
 _NEW = ".new"
 _HDR_FMT = ">HBBIII"
+SCHEMA = const(1)
+_SCHEMA_RECORD = "store-schema"
 
 _hook = None
 
@@ -68,6 +76,10 @@ class StoreError(Exception):
 
 class CorruptRecord(StoreError):
     """A record exists on flash but no valid copy of it can be read."""
+
+
+class StoreTooNew(StoreError):
+    """The store was written by a firmware with a newer schema: it is not opened."""
 
 
 def _check_name(name):
@@ -217,6 +229,21 @@ class Store:
                 pass
         self._seq.pop(name, None)
         write_point(name + ":deleted")
+
+    def _schema(self):
+        raw = self.load(_SCHEMA_RECORD)
+        return raw[0] if raw else 1
+
+    def check_schema(self):
+        """Raises StoreTooNew when a newer firmware wrote this store."""
+        if self._schema() > SCHEMA:
+            raise StoreTooNew(_SCHEMA_RECORD)
+
+    def claim_schema(self):
+        """Marks the store as written by this firmware's schema."""
+        mark = bytes((SCHEMA,))
+        if self.load(_SCHEMA_RECORD) != mark:
+            self.save(_SCHEMA_RECORD, mark)
 
     def names(self):
         """Names of the records present (complete or not)."""

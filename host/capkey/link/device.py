@@ -68,10 +68,13 @@ class DeviceInfo:
     platform: str = ""  #: its sys.platform ("rp2", "esp32", "linux" for the simulator)
     flash_free: int = 0  #: bytes free on the store's filesystem (0: not reported)
     flash_total: int = 0
+    #: the app slot running ("a", "b trial", "a failed=b"; docs/boards.md "Update and rollback");
+    #: "" when the board did not boot from a slot
+    slot: str = ""
 
     _TAGS = {1: "firmware_version", 2: "protocol_version", 3: "board", 4: "serial",
              5: "heap_free", 6: "heap_total", 8: "max_payload", 9: "micropython",
-             10: "platform", 11: "flash_free", 12: "flash_total"}
+             10: "platform", 11: "flash_free", 12: "flash_total", 13: "slot"}
     _INTS = {"protocol_version", "heap_free", "heap_total", "max_payload", "flash_free",
              "flash_total"}
 

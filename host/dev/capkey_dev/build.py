@@ -40,12 +40,17 @@ _NATIVE_ARCH = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "ar
                 7: "armv7emsp", 8: "armv7emdp", 9: "xtensa", 10: "xtensawin", 11: "rv32imc",
                 12: "rv64imc"}
 _STAMP = ".build.json"
+SIM = "sim"  # the deploy target of a simulator on this machine (the host's MicroPython)
+DEPLOY_TARGETS = (*BOARD_ARCH, SIM)
 
 
 def _deployed_on(rel: Path, board: str) -> bool:
-    """Files that go onto `board` (tests, benchmarks, manifests and other boards stay behind)."""
+    """Files that go onto `board` (tests, benchmarks, manifests and other boards stay behind; the
+    simulator's board is its simulated hardware, not part of what it receives)."""
     if rel.name.startswith(("test_", "bench_")) or rel.name == "manifest.py":
         return False
+    if board == SIM:
+        return rel.parts[0] == "firmware"
     return rel.parts[0] == "firmware" or rel.parts[1] in ("drivers", board)
 
 
@@ -171,26 +176,37 @@ def sync_tree(target: Path, plan: dict[Path, tuple[Path, str | None]], root: Pat
         return len(todo)
 
 
-def stage(board: str) -> Path:
-    """The file tree for `board` under build/deploy/<board>/: .mpy everywhere except /main.py,
-    which MicroPython runs at boot and must stay source; the firmware's data files as they are."""
-    if board not in BOARD_ARCH:
-        raise SystemExit(f"unknown board {board!r}: one of {', '.join(BOARD_ARCH)}")
-    arch = BOARD_ARCH[board]
+APP = "app"  # the part of a stage copied into an app slot
+# The flash root's /main.py, which MicroPython runs at boot: it starts the app of the chosen slot.
+STARTER = """# capkey: start the app of the chosen slot (slots.py; docs/boards.md, "Update and rollback")
+import slots
+
+slots.start()
+"""
+
+
+def stage(board: str, root: Path = ROOT, target: Path | None = None) -> Path:
+    """The file tree for `board` under build/deploy/<board>/ (or `target`), from the sources
+    under `root`. At its top, what stays at the flash root outside the app slots: main.py (the
+    STARTER, as source: MicroPython runs it at boot) and slots.mpy (firmware/slots.py). Under
+    app/, what an app slot receives: every other module as .mpy, the firmware's data files, and
+    capkey-manifest.json. Board "sim" is the simulator: the firmware alone, compiled for the
+    MicroPython that runs it."""
+    if board not in DEPLOY_TARGETS:
+        raise SystemExit(f"unknown board {board!r}: one of {', '.join(DEPLOY_TARGETS)}")
+    arch = host_arch() if board == SIM else BOARD_ARCH[board]
     plan: dict[Path, tuple[Path, str | None]] = {}
-    for src in sources():
+    for src in sources(root):
         if not _deployed_on(src, board):
             continue
-        dest = device_path(src)
-        if dest == Path("main.py"):
-            plan[dest] = (src, None)
-        else:
-            plan[dest.with_suffix(".mpy")] = (src, arch)
-    for src in data_files():
-        plan[device_path(src)] = (src, None)
-    target = BUILD / "deploy" / board
-    sync_tree(target, plan)
-    write_manifest(target)
+        dest = device_path(src).with_suffix(".mpy")
+        plan[dest if dest == Path("slots.mpy") else APP / dest] = (src, arch)
+    for src in data_files(root):
+        plan[APP / device_path(src)] = (src, None)
+    target = target or BUILD / "deploy" / board
+    sync_tree(target, plan, root)
+    (target / "main.py").write_text(STARTER)
+    write_manifest(target / APP)
     return target
 
 
@@ -198,9 +214,9 @@ MANIFEST = "capkey-manifest.json"
 
 
 def write_manifest(tree: Path) -> dict[str, str]:
-    """Writes <tree>/capkey-manifest.json: the SHA-256 of every other file of the tree, by its
-    path on the board. `capkey deploy` copies it last and has the board check every file
-    against it before the board restarts. Returns the digests."""
+    """Writes <tree>/capkey-manifest.json: the SHA-256 of every other file of the tree (an app
+    slot's), by its path in the slot. `capkey deploy` copies it last and has the board check
+    every file against it before the board switches to the slot. Returns the digests."""
     digests = {p.relative_to(tree).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                for p in sorted(tree.rglob("*")) if p.is_file() and p.name != MANIFEST}
     (tree / MANIFEST).write_text(json.dumps({"files": digests}, indent=0, sort_keys=True))
@@ -258,7 +274,7 @@ def stage_sim(root: Path = ROOT, micropython: str = MICROPYTHON) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="compile everything for every arch")
-    parser.add_argument("--stage", metavar="BOARD", help="stage the deploy tree of BOARD")
+    parser.add_argument("--stage", metavar="BOARD", help="stage the deploy tree of BOARD (or sim)")
     parser.add_argument("--sim", action="store_true", help="stage the simulator's tree (build/sim)")
     args = parser.parse_args()
     if args.stage:
