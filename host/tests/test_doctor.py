@@ -13,7 +13,7 @@ from test_cli_hygiene import run
 
 from capkey.catalog.boards import USB_IDS
 from capkey.link import doctor
-from capkey.link.device import SelfTest
+from capkey.link.device import DeviceInfo, SelfTest
 from capkey.link.doctor import Status, diagnose, install_udev_rules, udev_rules
 from capkey.link.errors import LinkError, ProtocolError
 
@@ -63,6 +63,15 @@ def test_selftest_lines_for_a_failing_panel_no_clock_and_old_firmware():
         "clock"].detail
     (old,) = doctor._selftest_checks(ProtocolError(LinkError.ERR.UNKNOWN_COMMAND), now)
     assert old.status is Status.WARN and old.name == "self-test" and "deploy" in old.fix
+
+
+def test_doctor_names_the_app_slot_and_an_update_given_up():
+    info = DeviceInfo(firmware_version="0.1.0", protocol_version=1, slot="b")
+    line = doctor._firmware_check(info, "0.1.0")
+    assert line.status is Status.OK and line.detail == "0.1.0, as this capkey (app slot b)"
+    info = DeviceInfo(firmware_version="0.1.0", protocol_version=1, slot="a failed=b")
+    line = doctor._firmware_check(info, "0.2.0")
+    assert line.status is Status.WARN and "given up" in line.detail and "deploy" in line.fix
 
 
 def test_doctor_on_a_missing_port_says_what_to_do(capsys):

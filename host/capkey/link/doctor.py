@@ -24,7 +24,7 @@ from enum import Enum
 from pathlib import Path
 
 from ..catalog.boards import USB_IDS
-from .device import Device, SelfTest
+from .device import Device, DeviceInfo, SelfTest
 from .errors import LinkError, VersionMismatch
 
 __all__ = [
@@ -201,12 +201,7 @@ def _device_checks(url: str, host_version: str, now: Callable[[], datetime]) -> 
     yield Check(Status.OK, "link", f"{info.board} {info.serial} answers")
     yield _micropython_check(info.micropython, info.platform)
     yield Check(Status.OK, "protocol", f"version {info.protocol_version}")
-    if info.firmware_version == host_version:
-        yield Check(Status.OK, "firmware", f"{info.firmware_version}, as this capkey")
-    else:
-        yield Check(Status.WARN, "firmware",
-                    f"{info.firmware_version or '?'} on the board, {host_version} on this host",
-                    "`capkey deploy` to bring the board to this capkey's version")
+    yield _firmware_check(info, host_version)
     missing = [a for a in _EXPECTED_APPS if a not in dict(info.apps)]
     apps = ", ".join(f"{n} {v}" for n, v in info.apps) or "none"
     if missing:
@@ -230,6 +225,20 @@ def _device_checks(url: str, host_version: str, now: Callable[[], datetime]) -> 
                         "a save writes a new copy beside the old one: remove files the board "
                         "does not need (mpremote rm)")
     yield from _selftest_checks(selftest, now())
+
+
+def _firmware_check(info: DeviceInfo, host_version: str) -> Check:
+    """The firmware's version against this capkey's, and its app slot (an update given up)."""
+    slot = f" (app slot {info.slot})" if info.slot else ""
+    if "failed=" in info.slot:
+        return Check(Status.WARN, "firmware",
+                     f"{info.firmware_version}{slot}: the last update did not start and was given up",
+                     "its console says why (maintenance mode, mpremote); then `capkey deploy` again")
+    if info.firmware_version == host_version:
+        return Check(Status.OK, "firmware", f"{info.firmware_version}, as this capkey{slot}")
+    return Check(Status.WARN, "firmware",
+                 f"{info.firmware_version or '?'} on the board{slot}, {host_version} on this host",
+                 "`capkey deploy` to bring the board to this capkey's version")
 
 
 def _selftest_checks(selftest: SelfTest | LinkError, now: datetime) -> Iterator[Check]:
