@@ -8,6 +8,12 @@ HEAP gives the peak in use (live objects within 2 KB) and the heap in use again 
 flow loaded must be gone). Target (docs targets): peak of any flow <= 96 KB; shown as the whole
 heap in use at the peak and as what the flow adds to the idle device.
 
+Headroom (issue 14): at the peak of every flow, and of the demo's case (a key SIGN while the device
+view polls SCREEN three times a second on a connection of its own), at least 25% of the heap must
+be free on the Pico profile. The ≤ 96 KB target stays as the stretch: each flow's ratio to it is
+printed. What a frozen build would save: the resident modules' code and names, imported alone in
+the same MicroPython (`_resident_code`); frozen, they run from flash and take no heap.
+
 Timing: a second simulator in the normal mode (the figures mode collects too often to time), same
 flash: the host presses OK after the PIN and polls the screen until the code is on it (host time,
 link round trips included). Target <= 50 ms."""
@@ -17,7 +23,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import re
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -27,14 +35,17 @@ from capkey.cert.attestation import Attestation
 from capkey.link.device import Device
 from capkey.link.transport import Transport
 from capkey_dev.demo import accept
-from capkey_dev.sim import ROOT, Simulator
+from capkey_dev.sim import ROOT, Simulator, micropython_binary
 
 CMD_HEAP = 0x07
 PERSONALISE, GET_CODE = 0x21, 0x23
 GENERATE, LOAD_CERT, SIGN = 0x41, 0x42, 0x43
 CAP_PIN = "1234"
 KEY_PIN, KEY_PUK = "123456", "87654321"
-PEAK_TARGET = 96 * 1024
+PEAK_TARGET = 96 * 1024  # the stretch
+HEADROOM_TARGET = 0.25  # of the heap free at every peak
+RESIDENT = ("asyncio", "store", "ondemand", "ui.core", "link.server", "link.system", "main",
+            "apps.cap", "apps.key")  # what an idle device holds of the firmware's code
 CODE_MS_TARGET = 50.0
 _TIMING_ROUNDS = 15
 
@@ -190,6 +201,51 @@ def _key_sign(dev: Device, op: _Operator) -> None:
     time.sleep(0.1)
 
 
+class _Polling:
+    """The device view: SCREEN three times a second on a connection of its own."""
+
+    def __init__(self, url: str):
+        self._dev = _connect(url)
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.33):
+            self._dev.screen()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._t.join(5)
+        self._dev.close()
+
+
+def _key_sign_watched(dev: Device, op: _Operator, url: str) -> None:
+    view = _Polling(url)
+    try:
+        _key_sign(dev, op)
+    finally:
+        view.close()
+
+
+def _resident_code() -> tuple[int, int]:
+    """(heap, of which the names' pool) the resident modules take when imported alone in the
+    simulator's MicroPython from its .mpy: the code a frozen build keeps in flash."""
+    tree = ROOT / "build" / "sim"
+    script = (
+        "import sys, gc, micropython\n"
+        f"sys.path[:0] = ['{tree}/boards/sim', '{tree}/boards', '{tree}/firmware']\n"
+        "gc.collect(); a = gc.mem_alloc(); micropython.qstr_info()\n"
+        f"for m in {RESIDENT!r}: __import__(m)\n"
+        "gc.collect(); print('heap', gc.mem_alloc() - a); micropython.qstr_info()\n"
+    )
+    out = subprocess.run([micropython_binary(), "-X", "heapsize=190k", "-c", script],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    heap = int(re.search(r"heap (\d+)", out).group(1))  # type: ignore[union-attr]
+    pools = [int(n) for n in re.findall(r"n_total_bytes=(\d+)", out)]
+    return heap, pools[1] - pools[0]
+
+
 def _kb(n: int) -> str:
     return f"{n / 1024:6.1f} KB"
 
@@ -213,20 +269,31 @@ def _figures(flash: Path) -> None:
                 ("CAP connected GET_CODE", lambda: _connected_identify(dev, op)),
                 ("key GENERATE + enrolment", lambda: _key_enrol(dev, op)),
                 ("key SIGN (payment)", lambda: _key_sign(dev, op)),
+                ("key SIGN, device view polling", lambda: _key_sign_watched(dev, op, sim.url)),
             )
             worst = 0
-            print(f"{'flow':<30} {'peak in use':>12} {'above idle':>11} {'after':>10}  modules loaded")
+            total = info.heap_total
+            print(f"{'flow':<30} {'peak in use':>12} {'free at peak':>13} {'/ 96 KB':>8} "
+                  f"{'above idle':>11} {'after':>10}  modules loaded")
             for name, flow in flows:
                 before = _heap(dev, reset=True)
                 flow()
                 after = _heap(dev)
                 worst = max(worst, after.peak)
-                print(f"{name:<30} {_kb(after.peak):>12} {_kb(after.peak - before.used):>11} "
+                print(f"{name:<30} {_kb(after.peak):>12} {1 - after.peak / total:>12.0%} "
+                      f"{after.peak / PEAK_TARGET:>7.2f}x {_kb(after.peak - before.used):>11} "
                       f"{_kb(after.used):>10}  {after.loads - before.loads:3d}"
                       + ("  (modules still held!)" if after.held else ""))
-            verdict = "OK" if worst <= PEAK_TARGET else "OVER"
-            print(f"peak of any flow {_kb(worst)} of a {_kb(info.heap_total)} heap "
-                  f"(target <= {_kb(PEAK_TARGET)} as the whole heap in use: {verdict})")
+            free = 1 - worst / total
+            verdict = "OK" if free >= HEADROOM_TARGET else "UNDER"
+            stretch = "OK" if worst <= PEAK_TARGET else "OVER"
+            print(f"peak of any flow {_kb(worst)} of a {_kb(total)} heap: {free:.0%} free "
+                  f"(target >= {HEADROOM_TARGET:.0%}: {verdict}; stretch <= {_kb(PEAK_TARGET)} in "
+                  f"use: {stretch}, {worst / PEAK_TARGET:.2f}x)")
+            code, names = _resident_code()
+            print(f"resident code at idle: {_kb(code)} of the {_kb(idle.used)} in use (names "
+                  f"{_kb(names)} of it), on this 64-bit simulator; a frozen build keeps it in "
+                  "flash, and what the flows load on demand too")
         finally:
             dev.close()
             opdev.close()
