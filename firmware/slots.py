@@ -92,9 +92,15 @@ def status(root=None):
 
 
 def target(root=""):
-    """The slot an update goes into: the one that does not run."""
+    """The slot an update goes into: the one that does not run, or, while an update is on
+    trial (deploy from the maintenance mode of a trial boot), that update's own slot: never
+    the app a trial falls back to."""
     st = read(root)
-    return "a" if st is None or st["run"] == "b" else "b"
+    if st is None:
+        return "a"
+    if st["trial"] and st["prev"]:
+        return st["run"]
+    return "a" if st["run"] == "b" else "b"
 
 
 def switch(slot, root=""):
@@ -105,15 +111,20 @@ def switch(slot, root=""):
     if st is None:  # the first install: nothing to fall back to, nothing to try
         _write(root, {"run": slot, "prev": None, "trial": 0, "boots": 0, "failed": None})
         return
-    if st["run"] == slot:
+    prev = st["run"]
+    if st["trial"] and st["prev"]:
+        if slot != st["run"]:
+            raise ValueError("slot " + slot + " holds the app to fall back to")
+        prev = st["prev"]  # an update replacing one still on trial: the fallback stays
+    elif st["run"] == slot:
         raise ValueError("slot " + slot + " is the one running")
-    _write(root, {"run": slot, "prev": st["run"], "trial": 1, "boots": 0, "failed": None})
+    _write(root, {"run": slot, "prev": prev, "trial": 1, "boots": 0, "failed": None})
 
 
 def _fall_back(root, st):
     # back to the previous slot; the one given up is kept as prev, so that a later deploy
     # writes over it rather than over the app that works
-    print("capkey: the app of slot", st["run"], "did not confirm; back to slot", st["prev"])
+    print("capkey: the app of slot", st["run"], "did not start well; back to slot", st["prev"])
     _write(root, {"run": st["prev"], "prev": st["run"], "trial": 0, "boots": 0,
                   "failed": st["run"]})
 

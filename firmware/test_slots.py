@@ -109,6 +109,29 @@ def test_a_trial_seen_again_without_confirmation_falls_back():
         rmtree(root)
 
 
+def test_an_update_during_a_trial_replaces_the_trial_never_the_fallback():
+    root = _flash()
+    try:
+        slots.switch("a", root)
+        slots.switch("b", root)
+        slots.choose(root)  # the trial boot was a maintenance boot: deploy again from there
+        if slots.target(root) != "b":
+            raise AssertionError("the new copy goes over the unconfirmed b, not over a")
+        try:
+            slots.switch("a", root)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("switching onto the fallback is refused")
+        slots.switch("b", root)
+        if slots.choose(root) != ("b", True):
+            raise AssertionError("the new b is tried from the start")
+        if slots.choose(root) != ("a", False):
+            raise AssertionError("and still falls back to a")
+    finally:
+        rmtree(root)
+
+
 def test_an_app_raising_at_import_falls_back_and_restarts():
     root = _flash()
     try:
