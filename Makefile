@@ -9,7 +9,7 @@ BOARD   ?= rpi_pico
 PORT    ?= /dev/ttyACM0
 # System packages the tests and the demo use (pcscd/vpcd for PC/SC, PostgreSQL, Chromium).
 PG_DSN  := postgresql://capkey:capkey@127.0.0.1:5432/capkey
-APT_PKGS := pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig postgresql chromium
+APT_PKGS := pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev swig postgresql chromium ser2net
 # axe-core, which the browser tests load into Chromium (hil_tests/test_accessibility.py); npm is
 # the machine's own when it has one (a Node.js install of its own conflicts with Debian's npm)
 AXE     := hil_tests/axe/node_modules/axe-core/axe.min.js

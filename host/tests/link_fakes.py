@@ -43,6 +43,9 @@ class FakePort:
         return []
 
     # pyserial surface used by Transport
+    def open(self) -> None:
+        self.closed = False
+
     def write(self, data: bytes) -> int:
         self.written += data
         for f in self._dec.feed(data):

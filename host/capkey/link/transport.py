@@ -276,6 +276,15 @@ TRAFFIC_FIELDS: dict[int, Fields] = {
 _UNLISTED = Fields("unlisted", redacted, redacted)
 
 
+def _pyserial_url(url: str) -> str:
+    """An RFC 2217 URL with pyserial's ign_set_control: the server's acknowledgement of DTR and
+    RTS is not awaited. ser2net on a pseudo-terminal (a simulator, a board behind another
+    bridge) never sends it, and the link does not use the modem lines."""
+    if url.startswith("rfc2217://") and "ign_set_control" not in url:
+        return url + ("&" if "?" in url else "?") + "ign_set_control"
+    return url
+
+
 class Transport:
     """Frames over a pyserial port (or anything with read/write/close and a `timeout`)."""
 
@@ -294,7 +303,13 @@ class Transport:
     def open(cls, url: str) -> Transport:
         """Opens `url` (`/dev/ttyACM0`, `socket://127.0.0.1:PORT`, `rfc2217://…`)."""
         try:
-            port = serial.serial_for_url(url, timeout=cls.POLL, write_timeout=5, exclusive=True)
+            port = serial.serial_for_url(_pyserial_url(url), timeout=cls.POLL, exclusive=True,
+                                         do_not_open=True)
+            if not url.startswith("rfc2217://"):
+                # a write that cannot go out (a USB port whose host side stalled) fails after
+                # 5 s; pyserial's RFC 2217 client refuses the setting (it writes to a socket)
+                port.write_timeout = 5
+            port.open()
         except (serial.SerialException, OSError, ValueError) as exc:
             raise _open_error(url, exc) from exc
         t = cls(port, url)
