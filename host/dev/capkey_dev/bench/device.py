@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import re
 import statistics
 import subprocess
 import tempfile
