@@ -1,8 +1,7 @@
 # Uses the sibling packages crypto, store (all included once by firmware/manifest.py).
-metadata(
-    version="0.1.0",
-    description="capkey applets: APDU in / APDU out (soft EMV CAP card, BER-TLV helpers).",
-)
+# capkey applets: APDU in / APDU out (soft EMV CAP card, BER-TLV helpers).
+# (one metadata() for the whole image: boards/drivers/manifest.py; MicroPython's manifest
+# tool refuses a second one among included manifests)
 
 package("applets", files=("tlv.py", "emv_card.py"), base_path="..", opt=3)
 

@@ -1,7 +1,6 @@
 # Uses the sibling packages applets, reader, crypto (all included once by firmware/manifest.py).
-metadata(
-    version="0.1.0",
-    description="capkey apps' link command bodies and what the keypad flows share (ondemand.py).",
-)
+# capkey apps' link command bodies and what the keypad flows share (ondemand.py).
+# (one metadata() for the whole image: boards/drivers/manifest.py; MicroPython's manifest
+# tool refuses a second one among included manifests)
 
 package("commands", files=("cap.py", "key.py"), base_path="..", opt=3)

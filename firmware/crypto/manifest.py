@@ -1,7 +1,6 @@
-metadata(
-    version="0.1.0",
-    description="capkey crypto: DES/3DES and ISO 9797-1 MACs (viper: needs mpy-cross -march).",
-)
+# capkey crypto: DES/3DES and ISO 9797-1 MACs (viper: needs mpy-cross -march).
+# (one metadata() for the whole image: boards/drivers/manifest.py; MicroPython's manifest
+# tool refuses a second one among included manifests)
 
 # Modules are added here by their owners; des.py uses @micropython.viper.
 package("crypto", files=("des.py", "mac.py"), base_path="..", opt=3)

@@ -1,6 +1,5 @@
-metadata(
-    version="1.0.0",
-    description="capkey host link protocol v1: frame codec, request server, system commands.",
-)
+# capkey host link protocol v1: frame codec, request server, system commands.
+# (one metadata() for the whole image: boards/drivers/manifest.py; MicroPython's manifest
+# tool refuses a second one among included manifests)
 
 package("link", files=("__init__.py", "codes.py", "frame.py", "server.py", "system.py"), base_path="..", opt=3)

@@ -1,7 +1,6 @@
-metadata(
-    version="0.1.0",
-    description="capkey UI: French screens and keypad flows on a 128x64 framebuffer.",
-)
+# capkey UI: French screens and keypad flows on a 128x64 framebuffer.
+# (one metadata() for the whole image: boards/drivers/manifest.py; MicroPython's manifest
+# tool refuses a second one among included manifests)
 
 package(
     "ui",

@@ -10,6 +10,14 @@ from capkey_dev.build import BOARD_ARCH, ROOT, _deployed_on, device_path, source
 
 def frozen_files(manifest: Path) -> set[str]:
     found: set[str] = set()
+    metadata_calls = []
+
+    def metadata(**kw) -> None:
+        # MicroPython's manifest tool: included manifests share one metadata(); a second call is
+        # an error that stops the image build
+        if metadata_calls:
+            raise AssertionError(f"a second metadata() call, in {kw}")
+        metadata_calls.append(kw)
 
     def run(path: Path) -> None:
         here = path.parent
@@ -26,7 +34,7 @@ def frozen_files(manifest: Path) -> set[str]:
                 found.add(name)
 
         directives = {"include": include, "package": package, "module": module,
-                      "metadata": lambda **kw: None}
+                      "metadata": metadata}
         exec(compile(path.read_text(), str(path), "exec"), directives)
 
     run(manifest)
