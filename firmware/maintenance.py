@@ -68,7 +68,7 @@ async def at_boot(board):
         return None
     from ui.screen import COLS, ROWS, Screen, wrap
 
-    scr = Screen(board.display)
+    scr = Screen(board.display, getattr(board, "lab", False))
     scr.clear()
     scr.row(0, TITLE, True)
     rows = []

@@ -35,7 +35,7 @@ def assert_maintenance_screen(sim) -> None:
         "import board, maintenance",
         "from ui.screen import Screen",
         "d = board.SimDisplay()",
-        "s = Screen(d)",
+        "s = Screen(d, board.BOARD.lab)",
         "s.clear()",
         "s.row(0, maintenance.TITLE, True)",
         "rows = []",

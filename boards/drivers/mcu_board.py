@@ -15,7 +15,11 @@ STORAGE = "/data"
 
 
 class McuBoard:
-    inject_key = None  # keys come only from the physical keypad on a real board
+    # Keys come only from the physical keypad on a field unit: PRESS is refused. A lab board
+    # (its strap pin tied to ground at power-up, docs/boards.md "Lab mode") takes them from the
+    # link too, and shows the lab marker on every frame.
+    inject_key = None
+    lab = False
     link_connections = 1  # the USB CDC stream: the link server makes one receive buffer
 
     def __init__(self, name, pins, i2c_id):
@@ -29,6 +33,12 @@ class McuBoard:
         rows = [machine.Pin(p, machine.Pin.OUT, value=1) for p in pins["rows"]]
         cols = [machine.Pin(p, machine.Pin.IN, machine.Pin.PULL_UP) for p in pins["cols"]]
         self.matrix = KeypadMatrix(rows, cols, self.keypad)
+        strap = pins.get("lab")
+        if strap is not None:
+            # read once, at power-up: a strap fitted later changes nothing until the next boot
+            self.lab = machine.Pin(strap, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0
+        if self.lab:
+            self.inject_key = self.keypad.put_nowait  # PRESS checked the keys
         self.serial = "".join("%02x" % b for b in machine.unique_id())
         gc.collect()
         self.heap_total = gc.mem_free() + gc.mem_alloc()

@@ -3,6 +3,9 @@
 #   display     a 128x64 MONO_VLSB FrameBuffer; show() copies the drawing buffer to `panel`,
 #               which is what the glass shows (all dark while power(False))
 #   keypad      ui.keyqueue.KeyQueue, fed by inject_key() (the link's PRESS command, tests)
+#   lab         a lab board (docs/boards.md, "Lab mode"): the strap is fitted unless
+#               CAPKEY_SIM_LAB_STRAP=0, which stands for a field unit: no inject_key (PRESS
+#               refused, as on a board) and no lab marker on the screen
 #   host        one TCP connection on 127.0.0.1:PORT = one host session
 #   storage     a folder; the serial number made at first boot lives in it, so it is stable
 #               for the folder and a fresh folder is a fresh device
@@ -163,6 +166,9 @@ class SimBoard:
         self.serial = self._serial()
         self.display = SimDisplay()
         self.keypad = KeyQueue()
+        self.lab = os.getenv("CAPKEY_SIM_LAB_STRAP") != "0"
+        if not self.lab:
+            self.inject_key = None
         gc.collect()
         self.heap_total = gc.mem_free() + gc.mem_alloc()
         self.listening = False

@@ -43,7 +43,7 @@ class Ui(Shell, Inputs):
         self.board = board
         self.store = store
         self.version = version
-        self.scr = Screen(board.display)
+        self.scr = Screen(board.display, getattr(board, "lab", False))
         self.cancelled = False  # the last input primitive ended with ANNULER
         self.last_error = None  # the last exception a flow raised (the screen said "Erreur")
         self._inbox = KeyQueue(8)

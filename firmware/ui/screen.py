@@ -87,8 +87,9 @@ def wrap(text, width, out):
 
 
 class Screen:
-    def __init__(self, display):
+    def __init__(self, display, lab=False):
         self.fb = display
+        self.lab = lab  # a lab board (docs/boards.md, "Lab mode"): every frame carries the marker
         self.rows = [""] * ROWS  # text of each row as shown (what snapshot() returns)
         self.blanked = False
         self._g = bytearray(8)
@@ -172,6 +173,11 @@ class Screen:
 
     def flush(self):
         """Push the framebuffer to the panel, powering it back on if it was blanked."""
+        if self.lab:
+            # the lab marker: a dashed line on the panel's last pixel row, which no text row
+            # reaches (ROWS * PITCH = 63), so a lab board is told from a field unit at a glance
+            for x in range(0, WIDTH, 8):
+                self.fb.hline(x, HEIGHT - 1, 4, 1)
         if self.blanked:
             self.wake()
         self.fb.show()

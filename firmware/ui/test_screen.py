@@ -154,3 +154,17 @@ def test_format_amount():
     assert format_amount(123456789) == "1 234 567,89"
     assert format_amount(-1050) == "-10,50"
     assert format_amount(7, 0) == "7"
+
+
+def test_a_lab_board_marks_every_frame_on_the_row_no_text_reaches():
+    for lab in (False, True):
+        d = FakeDisplay()
+        s = Screen(d, lab)
+        s.clear()
+        for i in range(ROWS):
+            s.row(i, "#" * 16, inverted=bool(i % 2))  # every text row full
+        s.flush()
+        dashes = [d.pixel(x, 63) for x in range(128)]
+        want = [1 if lab and x % 8 < 4 else 0 for x in range(128)]
+        assert dashes == want, (lab, dashes)
+        assert s.lines() == ["#" * 16] * ROWS  # the marker is no text

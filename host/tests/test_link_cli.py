@@ -127,7 +127,8 @@ def test_press_unsupported_is_one_sentence(sim):
     sim.press_ok = False
     r = capkey_cli("press", "-d", URL, "1")
     assert isinstance(r.exception, CliFail) and r.exception.status == 1
-    assert str(r.exception) == "this board cannot do that (the simulator only)."
+    assert str(r.exception) == 'this board cannot do that (a simulator or a lab board only: ' \
+        'docs/boards.md, "Lab mode").'
 
 
 def test_reboot(sim):

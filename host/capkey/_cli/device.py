@@ -20,7 +20,8 @@ HELLO_TIMEOUT = 3.0  # seconds a device has to answer HELLO
 
 # Where the CLI can say more than the link's own message (capkey.link.errors).
 _SENTENCES = {
-    LinkError.ERR.UNSUPPORTED: "this board cannot do that (the simulator only).",
+    LinkError.ERR.UNSUPPORTED: "this board cannot do that (a simulator or a lab board only: "
+                               "docs/boards.md, \"Lab mode\").",
     LinkError.ERR.BUSY: "the device is busy with other requests; try again.",
     LinkError.ERR.UNKNOWN_COMMAND: "the device does not know this command (older firmware?).",
 }
@@ -115,8 +116,8 @@ def screen(url: str | None, png: Path | None, scale: int) -> None:
 @device_option
 @click.argument("keys")
 def press(url: str | None, keys: str) -> None:
-    """Press KEYS on the keypad (simulator only): 0-9, A CODE, B SIGN, C CORR, D OK,
-    * ANNULER, # MENU."""
+    """Press KEYS on the keypad (a simulator, or a board with its lab strap): 0-9, A CODE,
+    B SIGN, C CORR, D OK, * ANNULER, # MENU."""
     keys = keys.upper()
     bad = sorted({k for k in keys if k not in KEYS})
     if bad or not keys:

@@ -305,7 +305,8 @@ class Device:
         return fb, text.split("\n") if text else []
 
     def press(self, keys: str) -> None:
-        """Presses keys on the keypad (simulator only: ERR.UNSUPPORTED on real boards)."""
+        """Presses keys on the keypad (a simulator or a lab board; ERR.UNSUPPORTED on a field
+        unit: docs/boards.md, "Lab mode")."""
         bad = [k for k in keys if k not in KEYS]
         if bad or not keys:
             raise ValueError(f"keys must be among {KEYS}")

@@ -118,7 +118,8 @@ class Simulator:
     before it listens only once it does: a failed start is the SimulatorError alone). ``mpy=False``
     runs the firmware from its sources rather than from build/sim/; ``heap_stats`` turns on the
     heap figures mode (slower: the garbage collector runs every 2 KB allocated); ``held_keys`` are
-    the keys held down at each power-up (``"*#"``: maintenance mode).
+    the keys held down at each power-up (``"*#"``: maintenance mode). ``lab_strap=False`` powers
+    it up as a field unit: PRESS refused, no lab marker (docs/boards.md, "Lab mode").
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class Simulator:
         mpy: bool = True,
         heap_stats: bool = False,
         held_keys: str = "",
+        lab_strap: bool = True,
     ):
         if board_profile not in PROFILES:
             raise ValueError(f"unknown board profile {board_profile!r}: {', '.join(PROFILES)}")
@@ -155,6 +157,7 @@ class Simulator:
         self.mpy = mpy
         self.heap_stats = heap_stats
         self.held_keys = held_keys
+        self.lab_strap = lab_strap
         self.reboots = 0  # restarts after a REBOOT_EXIT
         self.returncode: int | None = None  # of the last process that ended
         self._proc: subprocess.Popen | None = None
@@ -234,6 +237,9 @@ class Simulator:
         env.pop("CAPKEY_CRASH_TAG", None)
         env.pop("CAPKEY_HEAP_STATS", None)
         env.pop("CAPKEY_SIM_HELD_KEYS", None)
+        env.pop("CAPKEY_SIM_LAB_STRAP", None)
+        if not self.lab_strap:
+            env["CAPKEY_SIM_LAB_STRAP"] = "0"
         if self.held_keys:
             env["CAPKEY_SIM_HELD_KEYS"] = self.held_keys
         if self.heap_stats:
