@@ -1,7 +1,6 @@
 """The deploy path: what a board receives, and the mpremote session that copies it."""
 
 import contextlib
-import hashlib
 import json
 import re
 import subprocess
@@ -167,7 +166,7 @@ def test_the_board_checks_every_file_it_received(tmp_path):
     tree = stage("rpi_pico")
     digests = json.loads((tree / APP / MANIFEST).read_text())["files"]
     assert len(digests) > 20 and MANIFEST not in digests
-    roots = {n: hashlib.sha256((tree / n).read_bytes()).hexdigest() for n in deploy_mod.ROOT_FILES}
+    roots = deploy_mod.root_digests(tree)
     with Simulator(tmp_path / "flash", register=False, held_keys="*#") as sim:
         repl = deploy_mod.BoardRepl(sim.url)
         repl.run(*deploy_mod.copy_commands(tree, "a"))

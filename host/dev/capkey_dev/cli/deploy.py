@@ -85,7 +85,12 @@ def copy_commands(tree: Path, slot: str) -> list[str]:
     return args
 
 
-def verify_script(slot: str, root_digests: dict[str, str]) -> str:
+def root_digests(tree: Path) -> dict[str, str]:
+    """The SHA-256 of the staged flash-root files, which the board checks beside the slot's."""
+    return {n: hashlib.sha256((tree / n).read_bytes()).hexdigest() for n in ROOT_FILES}
+
+
+def verify_script(slot: str, roots: dict[str, str]) -> str:
     """Hashes every file of the slot's manifest where it landed, and the root files' new copies:
     prints "capkey-verify <files checked> <bad file>...". """
     return f"""import hashlib, json, binascii
@@ -104,7 +109,7 @@ def sha(p):
     return binascii.hexlify(d.digest()).decode()
 m = json.load(open('app_{slot}/{MANIFEST}'))['files']
 bad = [p for p in m if sha('app_{slot}/' + p) != m[p]]
-root = {root_digests!r}
+root = {roots!r}
 bad += [p for p in root if sha(p + '.new') != root[p]]
 print('capkey-verify', len(m) + len(root), *bad)
 """
@@ -150,11 +155,11 @@ class BoardRepl:
         return words[1:]
 
 
-def verify_copy(repl: BoardRepl, slot: str, root_digests: dict[str, str]) -> int:
+def verify_copy(repl: BoardRepl, slot: str, roots: dict[str, str]) -> int:
     """Has the board check every file it received against the build's digests; returns how many
     it checked. CliFail naming the files that differ or are missing (nothing was switched:
     deploy again)."""
-    words = repl.answer(verify_script(slot, root_digests), "capkey-verify")
+    words = repl.answer(verify_script(slot, roots), "capkey-verify")
     if len(words) > 1:
         raise CliFail(f"the copy differs from the build on the board: {', '.join(words[1:])}; "
                       "deploy again (the board still runs its app).", EXIT_DEVICE)
@@ -253,10 +258,10 @@ def install(tree: Path, port: str, *, dry_run: bool = False) -> str | None:
     size = sum(p.stat().st_size for p in files)
     click.echo(f"{len(files)} files, {size / 1024:.1f} KB staged in {tree}", err=True)
     repl = BoardRepl(port)
-    root_digests = {n: hashlib.sha256((tree / n).read_bytes()).hexdigest() for n in ROOT_FILES}
+    roots = root_digests(tree)
     if dry_run:  # the mpremote runs, for the slot a board from before the slots gets
         for args in (("exec", WHERE), tuple(copy_commands(tree, "a")),
-                     ("exec", verify_script("a", root_digests)), ("exec", switch_script("a")),
+                     ("exec", verify_script("a", roots)), ("exec", switch_script("a")),
                      ("reset",)):
             click.echo(shlex.join(repl.argv(*args)))
         return None
@@ -270,7 +275,7 @@ def install(tree: Path, port: str, *, dry_run: bool = False) -> str | None:
     click.echo(f"copying into app slot {slot} (the board runs: "
                f"{'slot ' + state if state != 'none' else 'no slot yet'}).", err=True)
     repl.run(*copy_commands(tree, slot))
-    checked = verify_copy(repl, slot, root_digests)
+    checked = verify_copy(repl, slot, roots)
     click.echo(f"the board checked {checked} files against the build's SHA-256 digests.", err=True)
     repl.answer(switch_script(slot), "capkey-switched")
     subprocess.run(repl.argv("reset"), capture_output=True)
