@@ -41,7 +41,7 @@ KEYS = "0123456789ABCD*#"
 _SERIAL_FILE = ".sim-serial"
 _PARENT_POLL_MS = 1000  # a leading dot keeps it out of the store's record names
 
-HEAP_STATS_THRESHOLD = 2048
+HEAP_STATS_THRESHOLD = 512
 
 
 class SimDisplay(framebuf.FrameBuffer):

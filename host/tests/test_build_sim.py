@@ -1,5 +1,6 @@
-"""The simulator's .mpy tree (capkey_dev.build.stage_sim): the layout of the sources, entry
-scripts and data files as they are, modules compiled for the host, rebuilt only when changed."""
+"""The simulator's .mpy tree (capkey_dev.build.stage_sim): the layout of the sources, its entry
+script and data files as they are, modules compiled for the host (firmware/main.py too, as in an
+app slot), rebuilt only when changed."""
 
 from __future__ import annotations
 
@@ -38,10 +39,10 @@ def test_tree_layout_and_native_code_runs(tmp_path):
     root = _root(tmp_path)
     tree = stage_sim(root)
     assert set(_files(tree)) == {
-        "firmware/main.py", "firmware/pkg/mod.mpy", "firmware/pkg/table.bin",
+        "firmware/main.mpy", "firmware/pkg/mod.mpy", "firmware/pkg/table.bin",
         "boards/sim/main.py", "boards/sim/board.mpy",
     }
-    assert (tree / "firmware/main.py").read_text() == (root / "firmware/main.py").read_text()
+    assert (tree / "boards/sim/main.py").read_text() == (root / "boards/sim/main.py").read_text()
     # the viper function was compiled for this machine: the unix port runs it
     out = subprocess.run([MICROPYTHON, "-c", "import sys; sys.path.insert(0, 'firmware'); import main"],
                          cwd=tree, capture_output=True, text=True, timeout=30)

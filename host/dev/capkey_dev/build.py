@@ -251,15 +251,15 @@ def sim_tree(root: Path = ROOT) -> Path:
 def stage_sim(root: Path = ROOT, micropython: str = MICROPYTHON) -> Path:
     """The simulator's tree under <root>/build/sim/: the layout of the sources (firmware/,
     boards/sim/, boards/drivers/) with every module as .mpy for the host's architecture, as a
-    board runs them; the two entry scripts (boards/sim/main.py, run by `micropython`, and
-    firmware/main.py, the board's /main.py) and the data files stay as they are. Rebuilds only
-    what changed; returns the tree."""
+    board runs them (firmware/main.py too: it is main.mpy in an app slot); the simulator's entry
+    script (boards/sim/main.py, run by `micropython`) and the data files stay as they are.
+    Rebuilds only what changed; returns the tree."""
     plan: dict[Path, tuple[Path, str | None]] = {}
     arch = None
     for src in sources(root):
         if not _in_simulator(src):
             continue
-        if src.name == "main.py" and src.parent.as_posix() in ("firmware", "boards/sim"):
+        if src.as_posix() == "boards/sim/main.py":
             plan[src] = (src, None)
         else:
             arch = arch or host_arch(micropython)

@@ -4,7 +4,7 @@ app installed, the peak heap of each flow, and CAP "OK pressed -> code on screen
 Heap: a simulator in the heap figures mode (boards/sim/board.py: the garbage collector runs every
 2 KB allocated, and the heap in use is noted at every screen update, store write point and
 on-demand load/release). Before each flow the HEAP command (0x07) starts a new peak; after it,
-HEAP gives the peak in use (live objects within 2 KB) and the heap in use again (everything the
+HEAP gives the peak in use (live objects within 512 bytes) and the heap in use again (everything the
 flow loaded must be gone). Target (docs targets): peak of any flow <= 96 KB; shown as the whole
 heap in use at the peak and as what the flow adds to the idle device.
 
