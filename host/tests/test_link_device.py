@@ -347,3 +347,28 @@ def test_damaged_twice_raises():
     with pytest.raises(ProtocolError) as e:
         dev.call(0x40)
     assert e.value.code is LinkError.ERR.INVALID_FRAME and len(port.requests) == 3
+
+
+def test_calls_from_two_threads_share_one_connection():
+    # a SIGN-like request waits for the person while the operator's PINGs come and go on the
+    # same connection (a board's one serial port); each caller gets its own answer, whoever reads
+    held: list[Frame] = []
+
+    def handler(f: Frame):
+        if f.kind == Kind.REQUEST and f.code == 0x43:
+            held.append(f)
+            return [Frame(Kind.KEEPALIVE, f.rid, 0x02, b"")]
+        return FakePort.default(f)
+
+    dev, port = _dev(handler)
+    result: list[bytes] = []
+    waiting = threading.Thread(target=lambda: result.append(dev.call(0x43, b"p", timeout=5)))
+    waiting.start()
+    while not held:
+        pass
+    for i in range(20):
+        assert dev.call(0x03, bytes((i,))) == bytes((i,))
+    port.push(bytes(Frame(Kind.RESPONSE, held[0].rid, 0, b"signed")))
+    assert dev.call(0x03, b"after") == b"after"  # this caller may read the other's answer
+    waiting.join(5)
+    assert result == [b"signed"]

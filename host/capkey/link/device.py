@@ -141,11 +141,18 @@ class DeviceCandidate:
 
 
 class Device:
-    """One connection to a device. Not thread-safe: one call at a time."""
+    """One connection to a device. Calls may run at once from several threads, as the protocol
+    allows requests in flight side by side (a SIGN waiting for the person while SCREEN reads the
+    display): a board's serial port opens once, so its one connection must serve them all. One
+    caller at a time reads the stream and hands the frames of the others' requests over."""
 
     def __init__(self, transport: Transport, *, hello: bool = True, hello_timeout: float = 3.0):
         self._t = transport
         self._rids = itertools.count()
+        self._send_lock = threading.Lock()  # a frame goes out whole
+        self._rx = threading.Condition()  # guards _reading and _inbox
+        self._reading = False  # a caller is reading the stream
+        self._inbox: dict[int, list[Frame | FrameError]] = {}  # rid in flight -> its frames
         self._info: DeviceInfo | None = None
         self.protocol_version = 0
         self.max_payload = 0
@@ -191,6 +198,44 @@ class Device:
     def _next_rid(self) -> int:
         return next(self._rids) % 0xFFFF + 1  # 1..65535
 
+    def _send(self, kind: Kind, rid: int, code: int, payload: bytes = b"") -> None:
+        with self._send_lock:
+            self._t.send(kind, rid, code, payload)
+
+    def _receive(self, rid: int, timeout: float) -> Frame | FrameError | None:
+        """The next frame for `rid` within `timeout`, or None. Whoever is not reading waits for
+        the reader to post its frames or to give the stream up."""
+        deadline = time.monotonic() + timeout
+        with self._rx:
+            while True:
+                box = self._inbox.get(rid)
+                if box:
+                    return box.pop(0)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if not self._reading:
+                    self._reading = True
+                    break
+                self._rx.wait(min(left, Transport.POLL))
+        ev = None
+        try:
+            ev = self._t.receive(min(left, Transport.POLL))
+        finally:
+            with self._rx:
+                self._reading = False
+                if ev is not None and ev.rid != rid:
+                    box = self._inbox.get(ev.rid)
+                    if box is not None:
+                        box.append(ev)
+                    else:
+                        # the kind only: a payload may hold a secret (no log carries one)
+                        what = ev.kind if isinstance(ev, Frame) else ev.error
+                        logger.debug("ignoring %s for rid %d (not in flight)", what, ev.rid)
+                    ev = None
+                self._rx.notify_all()
+        return ev
+
     def call(
         self,
         cmd: int,
@@ -222,7 +267,17 @@ class Device:
     def _call_once(self, cmd: int, payload: bytes, timeout: float, cancel: threading.Event | None,
                    on_keepalive: Callable[[int], None] | None) -> bytes:
         rid = self._next_rid()
-        self._t.send(Kind.REQUEST, rid, cmd, payload)
+        with self._rx:
+            self._inbox[rid] = []
+        try:
+            self._send(Kind.REQUEST, rid, cmd, payload)
+            return self._await(rid, timeout, cancel, on_keepalive)
+        finally:
+            with self._rx:
+                self._inbox.pop(rid, None)
+
+    def _await(self, rid: int, timeout: float, cancel: threading.Event | None,
+               on_keepalive: Callable[[int], None] | None) -> bytes:
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -233,16 +288,11 @@ class Device:
                 if left <= 0:
                     self._cancel(rid, wait=False)
                     raise DeviceTimeout(f"no answer from the device within {timeout:g} s")
-                ev = self._t.receive(min(left, Transport.POLL) if cancel is not None else left)
+                ev = self._receive(rid, min(left, Transport.POLL) if cancel is not None else left)
                 if ev is None:
                     continue
                 if isinstance(ev, FrameError):
-                    if ev.rid == rid:
-                        raise TransportError(f"the device's answer was corrupted ({ev.error.name})")
-                    continue
-                if ev.rid != rid:
-                    logger.debug("ignoring %s for rid %d (waiting for %d)", ev.kind, ev.rid, rid)
-                    continue
+                    raise TransportError(f"the device's answer was corrupted ({ev.error.name})")
                 if ev.kind == Kind.KEEPALIVE:
                     deadline = time.monotonic() + timeout
                     if on_keepalive is not None:
@@ -258,11 +308,11 @@ class Device:
     def _cancel(self, rid: int, wait: bool = True) -> None:
         # Best effort: tell the device, then drain its answer so the next call starts clean.
         try:
-            self._t.send(Kind.CANCEL, rid, 0)
+            self._send(Kind.CANCEL, rid, 0)
             end = time.monotonic() + (_CANCEL_GRACE if wait else 0)
             while wait and time.monotonic() < end:
-                ev = self._t.receive(end - time.monotonic())
-                if isinstance(ev, Frame) and ev.rid == rid and ev.kind == Kind.RESPONSE:
+                ev = self._receive(rid, end - time.monotonic())
+                if isinstance(ev, Frame) and ev.kind == Kind.RESPONSE:
                     return
         except TransportError:
             pass
@@ -312,6 +362,20 @@ class Device:
             raise ValueError(f"keys must be among {KEYS}")
         for i in range(0, len(keys), 64):
             self.call(CMD_PRESS, keys[i : i + 64].encode("ascii"), timeout=10.0)
+
+    def takes_keys(self) -> bool:
+        """Whether PRESS works on this device (a simulator or a lab board), asked with an empty
+        PRESS, which presses nothing: a field unit refuses it as UNSUPPORTED before looking at
+        the keys, a board that takes keys as INVALID_PARAMETER."""
+        try:
+            self.call(CMD_PRESS, b"")
+        except ProtocolError as exc:
+            if exc.code == LinkError.ERR.UNSUPPORTED:
+                return False
+            if exc.code == LinkError.ERR.INVALID_PARAMETER:
+                return True
+            raise
+        raise ProtocolError(LinkError.ERR.INTERNAL, message="the device accepted an empty PRESS")
 
 
 # -- discovery -------------------------------------------------------------------------------

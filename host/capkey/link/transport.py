@@ -299,6 +299,11 @@ class Transport:
         self._last_rx = time.monotonic()
         self._requests: dict[int, int] = {}  # rid -> command in flight, to log its response
 
+    @property
+    def port(self):
+        """The pyserial port the frames travel on (for a test that writes raw bytes)."""
+        return self._port
+
     @classmethod
     def open(cls, url: str) -> Transport:
         """Opens `url` (`/dev/ttyACM0`, `socket://127.0.0.1:PORT`, `rfc2217://…`)."""
