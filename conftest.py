@@ -35,6 +35,9 @@ class MicroPythonFile(pytest.File):
 
 
 class MicroPythonItem(pytest.Item):
+    # no pytest fixtures inside MicroPython; plugins that look (labgrid's) find none
+    fixturenames: tuple[str, ...] = ()
+
     def runtest(self):
         cmd = [
             MICROPYTHON, "-X", f"heapsize={PICO_HEAP}", str(ROOT / "boards/sim/mptest.py"),

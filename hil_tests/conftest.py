@@ -2,21 +2,33 @@
 
     pytest hil_tests                              # starts its own simulator (CI)
     pytest hil_tests --device socket://127.0.0.1:P   # a simulator already running
-    pytest hil_tests --device /dev/ttyACM0        # a real board: DESTRUCTIVE, asks a person
+    pytest hil_tests --device /dev/ttyACM0        # a board on the desk: DESTRUCTIVE
+    pytest hil_tests --device rfc2217://host:P    # a board behind ser2net
+    LG_COORDINATOR=host:P pytest hil_tests --lg-env env.yaml   # a labgrid place (docs/boards.md)
+
+A board that takes keys from the link (a simulator, or a board with its lab strap fitted: docs/
+boards.md, "Lab mode") runs with no person; on a field unit the operator fixture asks a person at
+the terminal. Under labgrid the serial port (NetworkSerialPort) and the power (PowerProtocol) come
+from the place's target "main".
 
 Fixtures:
     device_url  the URL under test (session)
     device      a capkey.link.device.Device connected to it (one per test)
     operator    press(keys) / screen_lines() / wait_for_text(text, timeout) / accept(): the
-                keypad and the screen, through PRESS/SCREEN on a second connection (simulator),
-                or a person prompted on the terminal (real board: SCREEN still reads the display)
+                keypad and the screen, through PRESS/SCREEN (a board that takes keys), or a
+                person prompted on the terminal (a field unit: SCREEN still reads the display)
+    power       off() / on() of the board: the simulator this run started, or the labgrid
+                place's power driver; skips without either; the board is on again after the test
+    key_board   a device whose certificate key is at its first use: a fresh simulator, or the
+                board with its keys wiped (key_support.KeyBoard, wipe_keys)
     connect     connect(url) -> Device, retried while the device starts
     operator_for  operator_for(simulator) -> an Operator of another simulator
     sim         the session's Simulator (kill / start / restart / crash injection / keys held at
                 power-up); skips unless this suite started the simulator
     new_sim     factory of extra simulators with their own flash folder (sim_only tests)
 
-Markers (pyproject.toml): sim_only, hardware_only, destructive.
+Markers (pyproject.toml): sim_only, hardware_only, destructive; strap and power are set here on
+every test that uses the operator (with no person: the lab strap) or the power fixture.
 """
 
 from __future__ import annotations
@@ -24,12 +36,13 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from capkey_dev.demo import Demo, Keypad, accept
 from capkey_dev.sim import Simulator
+from key_support import KeyBoard, ensure_key_app, sim_kwargs, wipe_keys
 
 from capkey.catalog.boards import BOARDS, SIMULATOR
 from capkey.link.device import Device
@@ -63,33 +76,72 @@ def connect(url: str, timeout: float = 15.0) -> Device:
             time.sleep(0.1)
 
 
+class Power:
+    """The board's power switch: off() cuts it at once, on() gives it back (nothing if it is on)
+    and returns once the board's port is there again."""
+
+    def __init__(self, off: Callable[[], object], on: Callable[[], object]):
+        self.off = off
+        self.on = on
+
+
 class _Target:
     """What the session runs against, decided once."""
 
-    def __init__(self, url: str, sim: Simulator | None, board: str, serial: str):
+    def __init__(self, url: str, sim: Simulator | None, power: Power | None, board: str,
+                 serial: str, takes_keys: bool):
         self.url = url
         self.sim = sim
+        self.power = power
         self.board = board
         self.serial = serial
+        self.takes_keys = takes_keys
 
     @property
-    def simulated(self) -> bool:
-        return self.board == "sim"
+    def one_stream(self) -> bool:
+        """A serial port (USB, a pty, RFC 2217): one connection at a time, which the test's
+        device and its operator share. A simulator's TCP port takes several."""
+        return not self.url.startswith("socket://")
+
+
+def _labgrid(request: pytest.FixtureRequest) -> tuple[str, Power | None]:
+    """The URL of the place's serial port and its power driver (None: the place has none)."""
+    from labgrid.exceptions import NoDriverFoundError
+    from labgrid.protocol import PowerProtocol
+    from labgrid.resource import NetworkSerialPort
+
+    target = request.getfixturevalue("target")  # labgrid's pytest plugin: the env's "main"
+    port = target.get_resource(NetworkSerialPort)
+    scheme = "rfc2217" if port.protocol == "rfc2217" else "socket"
+    try:
+        driver = target.get_driver(PowerProtocol)
+    except NoDriverFoundError:
+        return f"{scheme}://{port.host}:{port.port}", None
+    return f"{scheme}://{port.host}:{port.port}", Power(driver.off, driver.on)
+
+
+def _lab_env(config: pytest.Config) -> str | None:
+    return config.getoption("lg_env", default=None)
 
 
 @pytest.fixture(scope="session")
 def _target(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[_Target]:
     url = request.config.getoption("--device")
     sim = None
-    if url is None:
+    power = None
+    if _lab_env(request.config):
+        url, power = _labgrid(request)
+    elif url is None:
         sim = Simulator(tmp_path_factory.mktemp("hil-sim"))
         sim.start()
         url = sim.url
+        power = Power(sim.kill, lambda: sim.running or sim.start())
     try:
         try:
-            dev = connect(url, timeout=5.0)
+            dev = connect(url, timeout=15.0)
             try:
                 info = dev.info()
+                takes_keys = dev.takes_keys()
             finally:
                 dev.close()
         except LinkError as exc:
@@ -97,14 +149,22 @@ def _target(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[_Targe
         if info.board not in CAPKEY_BOARDS:
             pytest.exit(f"{url} answers but is not a capkey board (INFO board={info.board!r}): "
                         "refusing to run destructive tests on it", returncode=3)
-        yield _Target(url, sim, info.board, info.serial)
+        yield _Target(url, sim, power, info.board, info.serial, takes_keys)
     finally:
         if sim is not None:
             sim.stop()
 
 
+def _on_board(config: pytest.Config) -> bool:
+    """Not on a simulator's TCP port: a board, or whatever stands behind a serial port."""
+    url = config.getoption("--device")
+    return bool(_lab_env(config)) or (url is not None and not url.startswith("socket://"))
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     url = config.getoption("--device")
+    if _lab_env(config):
+        return [f"capkey HIL: on the labgrid place of {_lab_env(config)} (DESTRUCTIVE on a board)"]
     if url is None:
         return ["capkey HIL: on a simulator started by this run"]
     if url.startswith("socket://"):
@@ -117,9 +177,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    url = config.getoption("--device")
-    on_hardware = url is not None and not url.startswith("socket://")
+    on_hardware = _on_board(config)
     for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "operator" in names or "key_board" in names:
+            item.add_marker(pytest.mark.strap)
+        if "power" in names or "key_board" in names:  # a board's keys are wiped with power cuts
+            item.add_marker(pytest.mark.power)
         if on_hardware and item.get_closest_marker("sim_only"):
             item.add_marker(pytest.mark.skip(reason="needs the simulator"))
         if not on_hardware and item.get_closest_marker("hardware_only"):
@@ -144,6 +208,17 @@ def sim(_target: _Target) -> Iterator[Simulator]:
         s.crash_at = s.crash_tag = None
         s.held_keys = ""
         s.restart()
+
+
+@pytest.fixture
+def power(_target: _Target) -> Iterator[Power]:
+    """The board's power (see Power); on again after the test, whatever it did."""
+    p = _target.power
+    if p is None:
+        pytest.skip("needs power control: the simulator of this run, or a labgrid place with a "
+                    "power driver")
+    yield p
+    p.on()
 
 
 @pytest.fixture
@@ -174,11 +249,11 @@ def device(_target: _Target) -> Iterator[Device]:
 class Operator:
     """The person at the device: presses keys and reads the screen."""
 
-    def __init__(self, url: str, simulated: bool, prompt=None, shared: Device | None = None):
+    def __init__(self, url: str, takes_keys: bool, prompt=None, shared: Device | None = None):
         self.url = url
-        self.simulated = simulated
+        self.takes_keys = takes_keys
         self._prompt = prompt
-        self._shared = shared  # a USB port opens once: use the test's own connection
+        self._shared = shared  # a serial port opens once: use the test's own connection
         self._dev: Device | None = shared
 
     def _call(self, fn):
@@ -194,8 +269,12 @@ class Operator:
                 if attempt == 2:
                     raise
 
+    def share(self, device: Device) -> None:
+        """From now on, press and read through `device` (a new connection after a power cut)."""
+        self._shared = self._dev = device
+
     def press(self, keys: str) -> None:
-        if self.simulated:
+        if self.takes_keys:
             self._call(lambda d: d.press(keys))
         else:
             self._prompt(f"Appuyez sur les touches {' '.join(keys)} puis Entrée ici : ")
@@ -240,8 +319,11 @@ def operator(_target: _Target, request: pytest.FixtureRequest) -> Iterator[Opera
         with capture.global_and_fixture_disabled():
             input(message)
 
-    shared = None if _target.simulated else request.getfixturevalue("device")
-    op = Operator(_target.url, _target.simulated, prompt, shared)
+    # on one stream, a test's device and its operator share the connection; a test without a
+    # device fixture leaves it to the operator, which opens it again after a power cut
+    one = _target.one_stream and "device" in request.fixturenames
+    shared = request.getfixturevalue("device") if one else None
+    op = Operator(_target.url, _target.takes_keys, prompt, shared)
     try:
         yield op
     finally:
@@ -254,13 +336,57 @@ def operator_for() -> Iterator:
     made: list[Operator] = []
 
     def make(sim: Simulator) -> Operator:
-        op = Operator(sim.url, simulated=True)
+        op = Operator(sim.url, takes_keys=sim.lab_strap)
         made.append(op)
         return op
 
     yield make
     for op in made:
         op.close()
+
+
+@pytest.fixture
+def key_board(_target: _Target, request: pytest.FixtureRequest, new_sim, operator_for
+              ) -> Iterator[KeyBoard]:
+    """A device whose certificate key is at its first use (key_support.KeyBoard). On a
+    simulator: a fresh one of its own (empty flash). On a board: the session's board, its keys
+    wiped by eight wrong PUKs (key_support.wipe_keys), which needs the lab strap and power."""
+    if not _on_board(request.config):
+        sim = new_sim(**sim_kwargs())
+        sim_op = operator_for(sim)
+
+        def restart(old: Device) -> Device:
+            old.close()
+            sim_op.close()
+            sim.restart()
+            return connect(sim.url)
+
+        board = KeyBoard(sim_op, connect(sim.url), restart)
+    else:
+        if not _target.takes_keys:
+            pytest.skip("needs a board that takes keys from the link (the lab strap)")
+        power: Power = request.getfixturevalue("power")
+        dev = connect(_target.url)
+        op = Operator(_target.url, True, shared=dev if _target.one_stream else None)
+
+        def cycle(old: Device) -> Device:
+            old.close()
+            op.close()
+            power.off()
+            power.on()
+            new = connect(_target.url)
+            if _target.one_stream:
+                op.share(new)
+            return new
+
+        board = KeyBoard(op, dev, cycle)
+        wipe_keys(board)
+    try:
+        ensure_key_app(board.dev)
+        yield board
+    finally:
+        board.op.close()
+        board.dev.close()
 
 
 @pytest.fixture(name="connect")

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cap_support import InThread
+from cap_support import InThread, home
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from capkey.cert.attestation import Attestation
+from capkey.link.errors import ProtocolError
 
 STATUS = 0x40
 GENERATE = 0x41
@@ -120,6 +121,62 @@ def ensure_key_app(device) -> None:
         f"the certificate key app is not installed on the device (apps: {apps}, heap "
         f"{info.heap_total} bytes): on the simulator see key_support.sim_kwargs()"
     )
+
+
+class KeyBoard:
+    """A device whose certificate key is at its first use (FACTORY): `dev` (a connection), `op`
+    (the operator at its keypad) and power_cycle(), which switches it off and on and connects
+    again (`dev` is then a new connection). Made by the key_board fixture (conftest.py)."""
+
+    def __init__(self, op, dev, cycle):
+        self.op = op
+        self.dev = dev
+        self._cycle = cycle
+
+    def power_cycle(self):
+        """Off, on, a new connection (also returned)."""
+        self.dev = self._cycle(self.dev)
+        return self.dev
+
+
+WRONG_PUKS = ("00000000", "11111111")  # two guesses: at most one of them is the PUK
+
+
+def wipe_keys(board: KeyBoard) -> None:
+    """Brings a board's certificate key back to FACTORY the way a person would: eight wrong PUKs
+    (MENU's unblock over the link, UNBLOCK_PIN), with a power cycle after every three (they lock
+    until the next power-up); the eighth wipes every key and certificate. Nothing to do when it
+    is at FACTORY already."""
+    failures = 0
+    guess = 0
+    while status(board.dev).state != FACTORY:
+        if failures == 3:
+            board.power_cycle()
+            failures = 0
+        call = InThread(board.dev.call, UNBLOCK_PIN, b"", timeout=PERSON_TIMEOUT)
+        board.op.wait_for_text("Code PUK", timeout=10)
+        board.op.press(WRONG_PUKS[guess] + "D")
+        board.op.wait_for_text("Nouveau code PIN")
+        board.op.press("111111D")
+        board.op.wait_for_text("Confirmez")
+        board.op.press("111111D")
+        _dismiss(board.op, ("incorrect", "effacés", "débloqué", "débranchez"))
+        try:
+            call.join(PERSON_TIMEOUT)
+        except ProtocolError:
+            failures += 1
+        else:  # the guess was the PUK: the other one is wrong
+            guess = 1 - guess
+    home(board.op, timeout=15)
+
+
+def _dismiss(op, texts) -> None:
+    # OK on the notice that ends a dialogue, rather than waiting for it to go by itself
+    deadline = time.monotonic() + 10
+    while not any(t in op.screen_text() for t in texts):
+        assert time.monotonic() < deadline, f"none of {texts} on the screen: {op.screen_text()}"
+        time.sleep(0.05)
+    op.press("D")
 
 
 def fresh(new_sim, operator_for, connect):

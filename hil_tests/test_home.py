@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-import serial
 from capkey_dev.sim import PROFILES
 
 from capkey.link.device import CMD_PING
@@ -30,13 +29,13 @@ def test_home_menu_and_back(operator):
     assert "#:MENU" in operator.screen_lines()
 
 
-def test_power_up_shows_choisir_la_fonction(sim, operator):
+def test_power_up_shows_choisir_la_fonction(power, operator):
     operator.wait_for_text(HOME)
     operator.press("#")
     operator.wait_for_text("Menu")
     serial_before = operator.info().serial
-    sim.kill()  # pull the plug while the menu is open
-    sim.start()
+    power.off()  # pull the plug while the menu is open
+    power.on()
     lines = operator.wait_for_text(HOME)
     assert lines[-1] == "#:MENU"
     assert operator.info().serial == serial_before  # the same device
@@ -62,8 +61,8 @@ class RawLink:
     """A connection on which the test writes raw bytes and reads the device's frames."""
 
     def __init__(self, url: str):
-        self.port = serial.serial_for_url(url, timeout=0.05)
-        self.transport = Transport(self.port, url)
+        self.transport = Transport.open(url)  # every URL as the host opens it (RFC 2217 too)
+        self.port = self.transport.port
 
     def write(self, data: bytes) -> None:
         self.port.write(data)

@@ -1,4 +1,4 @@
-"""Certificate PIN and PUK through the keypad on the simulator: 3 wrong PINs lock until the next
+"""Certificate PIN and PUK through the keypad (a simulator, or a lab board with power control): 3 wrong PINs lock until the next
 power-up, 8 block; the PUK (MENU "Débloquer (PUK)") sets a new PIN and the key still signs; PIN
 change from the MENU; 8 wrong PUKs wipe every key, and the screen says so."""
 
@@ -12,7 +12,6 @@ from key_support import (
     UNBLOCK_PIN,
     HilCA,
     enrol,
-    fresh,
     load_cert,
     menu_item,
     payload,
@@ -26,7 +25,7 @@ from key_support import (
 
 from capkey.link.errors import LinkError, PinBlocked, PinInvalid, ProtocolError
 
-pytestmark = [pytest.mark.sim_only, pytest.mark.destructive]
+pytestmark = pytest.mark.destructive
 
 
 def _wait_any(op, texts, timeout=10.0):
@@ -45,6 +44,7 @@ def _wrong_pin(dev, op, expect_left, blocks=False):
     op.press("D")
     type_pin(op, "999999")
     _wait_any(op, ("bloqué",) if blocks else ("incorrect",))
+    op.press("D")  # OK on the notice: the answer leaves at once
     with pytest.raises(ProtocolError) as exc:
         call.join(30)
     e = exc.value
@@ -56,15 +56,8 @@ def _wrong_pin(dev, op, expect_left, blocks=False):
         assert isinstance(e, PinBlocked) and e.payload == b"\x00"
 
 
-def _power_cycle(sim, op, connect, dev):
-    dev.close()
-    op.close()
-    sim.restart()
-    return connect(sim.url)
-
-
-def test_lockout_then_puk_unblock_through_the_menu(new_sim, operator_for, connect):
-    sim, op, dev = fresh(new_sim, operator_for, connect)
+def test_lockout_then_puk_unblock_through_the_menu(key_board):
+    op, dev = key_board.op, key_board.dev
     ca = HilCA()
     att, puk = setup_and_generate(dev, op, 0)
     load_cert(dev, 0, ca.issue(att.public_key_bytes, "HIL Dan"))
@@ -82,7 +75,7 @@ def test_lockout_then_puk_unblock_through_the_menu(new_sim, operator_for, connec
             with pytest.raises(ProtocolError) as exc:
                 call.join(30)
             assert exc.value.code == LinkError.ERR.PIN_BLOCKED and exc.value.payload == b"\x02"
-            dev = _power_cycle(sim, op, connect, dev)
+            dev = key_board.power_cycle()
     assert lefts == [7, 6, 5, 4, 3, 2, 1, 0]
     st = status(dev)
     assert (st.pin_left, st.pin_now) == (0, 0)
@@ -107,8 +100,8 @@ def test_lockout_then_puk_unblock_through_the_menu(new_sim, operator_for, connec
     assert verify(pub, data, sig), "the key must survive a PUK reset"
 
 
-def test_change_pin_from_the_menu(new_sim, operator_for, connect):
-    sim, op, dev = fresh(new_sim, operator_for, connect)
+def test_change_pin_from_the_menu(key_board):
+    op, dev = key_board.op, key_board.dev
     pub = enrol(dev, op, HilCA(), 1, "HIL Eve")
     menu_item(op, "Changer PIN")
     op.wait_for_text("Code PIN actuel")
@@ -123,14 +116,14 @@ def test_change_pin_from_the_menu(new_sim, operator_for, connect):
     assert slot == 1 and verify(pub, data, sig)
 
 
-def test_blocked_puk_wipes_every_key_and_says_so(new_sim, operator_for, connect):
-    sim, op, dev = fresh(new_sim, operator_for, connect)
+def test_blocked_puk_wipes_every_key_and_says_so(key_board):
+    op, dev = key_board.op, key_board.dev
     ca = HilCA()
     enrol(dev, op, ca, 0, "HIL Finn")
     enrol(dev, op, ca, 3, "HIL Finn 2")
     for i in range(8):
         if i and i % 3 == 0:
-            dev = _power_cycle(sim, op, connect, dev)
+            dev = key_board.power_cycle()
         call = InThread(dev.call, UNBLOCK_PIN, b"", timeout=30)
         op.wait_for_text("Code PUK", timeout=10)
         op.press("00000000D")
@@ -138,8 +131,9 @@ def test_blocked_puk_wipes_every_key_and_says_so(new_sim, operator_for, connect)
         op.press("111111D")
         op.wait_for_text("Confirmez")
         op.press("111111D")
-        if i == 7:  # the screen says plainly what happened
-            op.wait_for_text("effacés")
+        # the screen says plainly what happened; OK on the notice lets the answer leave
+        _wait_any(op, ("effacés",) if i == 7 else ("incorrect",))
+        op.press("D")
         with pytest.raises(ProtocolError) as exc:
             call.join(30)
         if i < 7:  # PIN_INVALID with the tries left in this power-up (0 reads as PinBlocked)

@@ -1,4 +1,4 @@
-"""Certificate key end to end on the simulator, through the link, the keypad and the screen:
+"""Certificate key end to end (a simulator, or a lab board with power control), through the link, the keypad and the screen:
 first use (PIN chosen, PUK shown), key generation with a verified attestation, certificate
 loading, and signatures of every payload type checked with `cryptography` over the exact payload
 bytes; what the screen shows is the payload's display lines; ANNULER aborts; several
@@ -14,7 +14,6 @@ from key_support import (
     HilCA,
     display,
     enrol,
-    fresh,
     payload,
     sign,
     start_sign,
@@ -25,11 +24,11 @@ from key_support import (
 
 from capkey.link.errors import LinkError, ProtocolError
 
-pytestmark = [pytest.mark.sim_only, pytest.mark.destructive]
+pytestmark = pytest.mark.destructive
 
 
-def test_enrol_and_sign_every_payload_type(new_sim, operator_for, connect):
-    sim, op, dev = fresh(new_sim, operator_for, connect)
+def test_enrol_and_sign_every_payload_type(key_board):
+    op, dev = key_board.op, key_board.dev
     ca = HilCA()
     pub = enrol(dev, op, ca, 0, "HIL Alice")
     st = status(dev)
@@ -51,8 +50,8 @@ def test_enrol_and_sign_every_payload_type(new_sim, operator_for, connect):
         assert not verify(pub, data + b"x", out[1:])
 
 
-def test_annuler_aborts_and_costs_no_try(new_sim, operator_for, connect):
-    sim, op, dev = fresh(new_sim, operator_for, connect)
+def test_annuler_aborts_and_costs_no_try(key_board):
+    op, dev = key_board.op, key_board.dev
     enrol(dev, op, HilCA(), 0, "HIL Bob")
     # ANNULER on the payload screen
     call = start_sign(dev, payload("payment"))
@@ -73,8 +72,8 @@ def test_annuler_aborts_and_costs_no_try(new_sim, operator_for, connect):
     assert status(dev).pin_left == 8
 
 
-def test_several_certificates_ask_which_one(new_sim, operator_for, connect):
-    sim, op, dev = fresh(new_sim, operator_for, connect)
+def test_several_certificates_ask_which_one(key_board):
+    op, dev = key_board.op, key_board.dev
     ca = HilCA()
     enrol(dev, op, ca, 0, "Alice Pro")
     pub2 = enrol(dev, op, ca, 2, "Alice Perso")
@@ -85,8 +84,8 @@ def test_several_certificates_ask_which_one(new_sim, operator_for, connect):
     assert PIN not in " ".join(lines)
 
 
-def test_non_canonical_payloads_are_refused_before_the_screen(new_sim, operator_for, connect):
-    sim, op, dev = fresh(new_sim, operator_for, connect)
+def test_non_canonical_payloads_are_refused_before_the_screen(key_board):
+    op, dev = key_board.op, key_board.dev
     enrol(dev, op, HilCA(), 0, "HIL Carol")
     before = op.screen_lines()
     for vec in VECTORS["invalid"][:20]:

@@ -26,6 +26,7 @@ def marked(framebuffer: bytes) -> bool:
 
 
 def test_a_lab_board_takes_keys_from_the_link_and_shows_the_marker(device, operator):
+    assert device.takes_keys()
     home(operator, timeout=10, key="*")  # whatever an earlier test left on the screen
     operator.press("*")  # a panel blanked after a quiet while takes its first key to wake up
     frame, shown = device.screen()
@@ -43,6 +44,7 @@ def test_a_lab_board_takes_keys_from_the_link_and_shows_the_marker(device, opera
 def test_a_board_without_the_strap_refuses_press_and_shows_no_marker(new_sim):
     sim = new_sim(lab_strap=False)
     with Device.open(sim.url) as dev:
+        assert not dev.takes_keys()
         with pytest.raises(ProtocolError) as refused:
             dev.press("#")
         assert refused.value.code is ProtocolError.ERR.UNSUPPORTED

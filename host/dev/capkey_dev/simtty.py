@@ -53,6 +53,14 @@ class SimTty:
                 raise TimeoutError(f"{self.path} did not appear within {timeout:g} s")
             time.sleep(_POLL)
 
+    def wait_unplugged(self, timeout: float = 15.0) -> None:
+        """Waits until the node is gone (the simulator stopped)."""
+        deadline = time.monotonic() + timeout
+        while self.plugged:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.path} still there after {timeout:g} s")
+            time.sleep(_POLL)
+
     def start(self) -> SimTty:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, daemon=True)
