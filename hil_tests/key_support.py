@@ -142,6 +142,33 @@ class KeyBoard:
 WRONG_PUKS = ("00000000", "11111111")  # two guesses: at most one of them is the PUK
 
 
+def wait_any(op, texts, timeout: float = 10.0) -> str:
+    """Waits until one of `texts` is on the screen; returns the screen's text."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = op.screen_text()
+        if any(t in shown for t in texts):
+            return shown
+        assert time.monotonic() < deadline, f"none of {texts} on the screen: {shown}"
+        time.sleep(0.05)
+
+
+def puk_attempt(dev, op, puk: str, outcomes, new_pin: str = "111111") -> InThread:
+    """UNBLOCK_PIN with `puk` and a new PIN typed on the keypad, then OK on the notice that ends
+    it (one of `outcomes`: the answer then leaves at once instead of after the notice's time);
+    returns the running call."""
+    call = InThread(dev.call, UNBLOCK_PIN, b"", timeout=PERSON_TIMEOUT)
+    op.wait_for_text("Code PUK", timeout=10)
+    op.press(puk + "D")
+    op.wait_for_text("Nouveau code PIN")
+    op.press(new_pin + "D")
+    op.wait_for_text("Confirmez")
+    op.press(new_pin + "D")
+    wait_any(op, outcomes)
+    op.press("D")
+    return call
+
+
 def wipe_keys(board: KeyBoard) -> None:
     """Brings a board's certificate key back to FACTORY the way a person would: eight wrong PUKs
     (MENU's unblock over the link, UNBLOCK_PIN), with a power cycle after every three (they lock
@@ -153,14 +180,8 @@ def wipe_keys(board: KeyBoard) -> None:
         if failures == 3:
             board.power_cycle()
             failures = 0
-        call = InThread(board.dev.call, UNBLOCK_PIN, b"", timeout=PERSON_TIMEOUT)
-        board.op.wait_for_text("Code PUK", timeout=10)
-        board.op.press(WRONG_PUKS[guess] + "D")
-        board.op.wait_for_text("Nouveau code PIN")
-        board.op.press("111111D")
-        board.op.wait_for_text("Confirmez")
-        board.op.press("111111D")
-        _dismiss(board.op, ("incorrect", "effacés", "débloqué", "débranchez"))
+        call = puk_attempt(board.dev, board.op, WRONG_PUKS[guess],
+                           ("incorrect", "effacés", "débloqué", "débranchez"))
         try:
             call.join(PERSON_TIMEOUT)
         except ProtocolError:
@@ -168,15 +189,6 @@ def wipe_keys(board: KeyBoard) -> None:
         else:  # the guess was the PUK: the other one is wrong
             guess = 1 - guess
     home(board.op, timeout=15)
-
-
-def _dismiss(op, texts) -> None:
-    # OK on the notice that ends a dialogue, rather than waiting for it to go by itself
-    deadline = time.monotonic() + 10
-    while not any(t in op.screen_text() for t in texts):
-        assert time.monotonic() < deadline, f"none of {texts} on the screen: {op.screen_text()}"
-        time.sleep(0.05)
-    op.press("D")
 
 
 def fresh(new_sim, operator_for, connect):

@@ -1,26 +1,24 @@
-"""Certificate PIN and PUK through the keypad (a simulator, or a lab board with power control): 3 wrong PINs lock until the next
-power-up, 8 block; the PUK (MENU "Débloquer (PUK)") sets a new PIN and the key still signs; PIN
+"""Certificate PIN and PUK through the keypad (a simulator, or a lab board with power control):
+3 wrong PINs lock until the next power-up, 8 block; the PUK (MENU "Débloquer (PUK)") sets a new PIN and the key still signs; PIN
 change from the MENU; 8 wrong PUKs wipe every key, and the screen says so."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from cap_support import InThread
 from key_support import (
-    UNBLOCK_PIN,
     HilCA,
     enrol,
     load_cert,
     menu_item,
     payload,
+    puk_attempt,
     setup_and_generate,
     sign,
     start_sign,
     status,
     type_pin,
     verify,
+    wait_any,
 )
 
 from capkey.link.errors import LinkError, PinBlocked, PinInvalid, ProtocolError
@@ -28,22 +26,12 @@ from capkey.link.errors import LinkError, PinBlocked, PinInvalid, ProtocolError
 pytestmark = pytest.mark.destructive
 
 
-def _wait_any(op, texts, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        shown = op.screen_text()
-        if any(t in shown for t in texts):
-            return shown
-        assert time.monotonic() < deadline, f"none of {texts} on the screen: {shown}"
-        time.sleep(0.05)
-
-
 def _wrong_pin(dev, op, expect_left, blocks=False):
     call = start_sign(dev, payload("login"))
     op.wait_for_text("Connexion", timeout=10)
     op.press("D")
     type_pin(op, "999999")
-    _wait_any(op, ("bloqué",) if blocks else ("incorrect",))
+    wait_any(op, ("bloqué",) if blocks else ("incorrect",))
     op.press("D")  # OK on the notice: the answer leaves at once
     with pytest.raises(ProtocolError) as exc:
         call.join(30)
@@ -124,16 +112,8 @@ def test_blocked_puk_wipes_every_key_and_says_so(key_board):
     for i in range(8):
         if i and i % 3 == 0:
             dev = key_board.power_cycle()
-        call = InThread(dev.call, UNBLOCK_PIN, b"", timeout=30)
-        op.wait_for_text("Code PUK", timeout=10)
-        op.press("00000000D")
-        op.wait_for_text("Nouveau code PIN")
-        op.press("111111D")
-        op.wait_for_text("Confirmez")
-        op.press("111111D")
-        # the screen says plainly what happened; OK on the notice lets the answer leave
-        _wait_any(op, ("effacés",) if i == 7 else ("incorrect",))
-        op.press("D")
+        # the screen says plainly what happened
+        call = puk_attempt(dev, op, "00000000", ("effacés",) if i == 7 else ("incorrect",))
         with pytest.raises(ProtocolError) as exc:
             call.join(30)
         if i < 7:  # PIN_INVALID with the tries left in this power-up (0 reads as PinBlocked)

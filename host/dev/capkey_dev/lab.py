@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from capkey_dev.sim import Simulator, free_port
 from capkey_dev.simtty import SimTty
@@ -94,6 +95,7 @@ class Rig:
         self.sim: Simulator | None = None
         self._tty: SimTty | None = None
         self._procs: list[subprocess.Popen] = []
+        self._log: IO[bytes] | None = None  # labgrid.log, the labgrid processes' output
         self._power: socket.socket | None = None
         self._lock = threading.Lock()
 
@@ -126,7 +128,7 @@ class Rig:
     def _start_labgrid(self) -> None:
         port = free_port()
         self.coordinator = f"127.0.0.1:{port}"
-        log = open(self.folder / "labgrid.log", "ab")  # noqa: SIM115 (the processes keep it)
+        self._log = log = open(self.folder / "labgrid.log", "ab")  # noqa: SIM115 (closed in close())
         coord = subprocess.Popen([_tool("labgrid-coordinator"), "-l", self.coordinator],
                                  stdout=log, stderr=log, cwd=self.folder)
         self._procs.append(coord)
@@ -184,6 +186,9 @@ class Rig:
                 proc.kill()
                 proc.wait()
         self._procs.clear()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         if self._power is not None:
             self._power.close()
             self._power = None

@@ -47,18 +47,18 @@ class SimTty:
 
     def wait_plugged(self, timeout: float = 15.0) -> None:
         """Waits until the node is there (the simulator running and connected)."""
-        deadline = time.monotonic() + timeout
-        while not self.plugged:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.path} did not appear within {timeout:g} s")
-            time.sleep(_POLL)
+        self._wait(True, timeout)
 
     def wait_unplugged(self, timeout: float = 15.0) -> None:
         """Waits until the node is gone (the simulator stopped)."""
+        self._wait(False, timeout)
+
+    def _wait(self, plugged: bool, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while self.plugged:
+        while self.plugged != plugged:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.path} still there after {timeout:g} s")
+                state = "did not appear" if plugged else "was still there"
+                raise TimeoutError(f"{self.path} {state} after {timeout:g} s")
             time.sleep(_POLL)
 
     def start(self) -> SimTty:
