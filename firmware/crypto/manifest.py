@@ -3,7 +3,7 @@
 # tool refuses a second one among included manifests)
 
 # Modules are added here by their owners; des.py uses @micropython.viper.
-package("crypto", files=("des.py", "mac.py"), base_path="..", opt=3)
+package("crypto", files=("des.py", "des_tables.py", "mac.py"), base_path="..", opt=3)
 
 # Certificate key and CAP card: HMAC/HKDF/PBKDF2-SHA256, AES-CTR, constant-time compare, sealed
 # blobs, the device secret (devkey.py), ECDSA P-256. p256.py reads its comb table from
