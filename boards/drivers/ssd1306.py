@@ -24,7 +24,7 @@ _VCOM_DESELECT = const(0xDB)
 _CHARGE_PUMP = const(0x8D)
 
 # Power-up sequence (datasheet "Software initialization", internal charge pump).
-_INIT = (
+_INIT = const((
     _DISPLAY_OFF,
     _MEMORY_MODE, 0x00,  # horizontal addressing: one write fills the screen
     _START_LINE,
@@ -41,7 +41,7 @@ _INIT = (
     _NORMAL,
     _CHARGE_PUMP, 0x14,
     _DISPLAY_ON,
-)
+))
 
 
 class SSD1306(framebuf.FrameBuffer):

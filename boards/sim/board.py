@@ -35,11 +35,12 @@ import os
 import sys
 
 import framebuf
+from micropython import const
 
 REBOOT_EXIT = 75  # host/dev/capkey_dev/sim.py restarts the simulator when it exits with this code
 KEYS = "0123456789ABCD*#"
-_SERIAL_FILE = ".sim-serial"
-_PARENT_POLL_MS = 1000  # a leading dot keeps it out of the store's record names
+_SERIAL_FILE = const(".sim-serial")  # a leading dot keeps it out of the store's record names
+_PARENT_POLL_MS = const(1000)
 
 HEAP_STATS_THRESHOLD = 512
 

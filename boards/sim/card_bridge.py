@@ -14,13 +14,14 @@ root = sys.argv[1]
 sys.path[:0] = [root + "/boards/sim", root + "/boards", root + "/firmware"]
 
 from applets.emv_card import ATR, EmvCard  # noqa: E402
+from micropython import const  # noqa: E402
 from store import Store  # noqa: E402
 
-_OFF = 0
-_ON = 1
-_RESET = 2
-_ATR = 4
-_SW_NO_POWER = b"\x69\x85"  # conditions of use not satisfied: the card is not powered
+_OFF = const(0)
+_ON = const(1)
+_RESET = const(2)
+_ATR = const(4)
+_SW_NO_POWER = const(b"\x69\x85")  # conditions of use not satisfied: the card is not powered
 
 
 def _read_exactly(stream, n):

@@ -25,14 +25,16 @@ import select
 import socket
 import sys
 
-_CTRL_A = 1
-_CTRL_B = 2
-_CTRL_C = 3
-_CTRL_D = 4
-_RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
-_RAW_PASTE_ASK = b"\x05A"  # then Ctrl-A: raw-paste mode?
+from micropython import const
+
+_CTRL_A = const(1)
+_CTRL_B = const(2)
+_CTRL_C = const(3)
+_CTRL_D = const(4)
+_RAW_BANNER = const(b"raw REPL; CTRL-B to exit\r\n>")
+_RAW_PASTE_ASK = const(b"\x05A")  # then Ctrl-A: raw-paste mode?
 PASTE_WINDOW = 512
-_PARENT_POLL_MS = 1000
+_PARENT_POLL_MS = const(1000)
 
 
 def _cooked(text):

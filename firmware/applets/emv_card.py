@@ -41,13 +41,13 @@ STATE_RECORD = "cap_state"
 
 ATR = b"\x3b\x06capkey"  # direct convention, T=0 implied, historical bytes "capkey"
 
-_PSE = b"1PAY.SYS.DDF01"
-_AIP = b"\x10\x00"
-_AFL = b"\x08\x01\x01\x00"  # SFI 1, record 1 to 1, no offline-authentication record
-_CVM_LIST = b"\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00"  # X, Y = 0; plaintext PIN by ICC, always
-_MIN_SET = (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)  # MAC input order
+_PSE = const(b"1PAY.SYS.DDF01")
+_AIP = const(b"\x10\x00")
+_AFL = const(b"\x08\x01\x01\x00")  # SFI 1, record 1 to 1, no offline-authentication record
+_CVM_LIST = const(b"\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00")  # X, Y = 0; plaintext PIN by ICC, always
+_MIN_SET = const((0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37))  # MAC input order
 _ARC = const(0x8A)
-_Z3 = b"Z3"
+_Z3 = const(b"Z3")
 _CVN_VISA_10 = const(10)  # VIS CVN 10: retail MAC under the UDK, CVR of 4; else M/Chip CVN 16
 PROFILE_NAMES = {i: p[0] for i, p in CAP_PROFILES.items()}
 
@@ -79,9 +79,9 @@ _P_DONE = const(5)
 
 _STATE_VERSION = const(1)
 _SEALED = const(0xDF20)  # record tag of the sealed UDK || PIN block
-_PUBLIC = (0xDF01, 0x5A, 0x5F34, 0xDF04, 0xDF05)  # record order of the clear fields
-_SEAL_LABEL = b"capkey-card-seal"
-_AAD = b"capkey-card"
+_PUBLIC = const((0xDF01, 0x5A, 0x5F34, 0xDF04, 0xDF05))  # record order of the clear fields
+_SEAL_LABEL = const(b"capkey-card-seal")
+_AAD = const(b"capkey-card")
 
 
 class CardStateError(Exception):

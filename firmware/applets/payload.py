@@ -23,10 +23,10 @@ _CHALLENGE = const(32)
 
 # currency -> exponent (minor unit digits)
 _CURRENCIES = {b"EUR": 2, b"CHF": 2, b"GBP": 2, b"USD": 2, b"JPY": 0}
-_ID_SET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
-_OP_ID_SET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:/"
-_NAME_SET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/-?:().,'+ "
-_HOST_SET = b"abcdefghijklmnopqrstuvwxyz0123456789-."
+_ID_SET = const(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+_OP_ID_SET = const(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:/")
+_NAME_SET = const(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/-?:().,'+ ")
+_HOST_SET = const(b"abcdefghijklmnopqrstuvwxyz0123456789-.")
 
 
 class PayloadError(ValueError):

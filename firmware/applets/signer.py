@@ -84,15 +84,15 @@ INS_ATTEST_KEY = const(0xCB)
 INS_READ_CERT = const(0xCC)
 INS_READ_PUB = const(0xCD)
 
-_PIN_REC = "sig.pin"
-_DEV_REC = "sig.dev"
+_PIN_REC = const("sig.pin")
+_DEV_REC = const("sig.dev")
 _DEV_FMT = const(2)  # format 1 held S itself; S now lives in crypto/devkey.py
 _FMT = const(1)  # record format version
 _SALT = const(16)
 _DEK_BLOB = const(81)  # sealed 32 bytes
-_AAD_PIN = b"capkey-dek-pin"
-_AAD_PUK = b"capkey-dek-puk"
-_AAD_ATT = b"capkey-attest"
+_AAD_PIN = const(b"capkey-dek-pin")
+_AAD_PUK = const(b"capkey-dek-puk")
+_AAD_ATT = const(b"capkey-attest")
 ATTEST_MAGIC = b"CKAT"
 ATTEST_VERSION = const(1)
 

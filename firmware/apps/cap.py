@@ -37,11 +37,11 @@ PCSC_IDLE_MS = 600000  # PC/SC mode switches itself off after this long without 
 
 FLOWS = "flows.cap"
 COMMANDS = "commands.cap"
-_CODE = "CODE"
-_SIGN = "SIGN"
-_YOUR_CODE = "Votre code"
-_CARD_MENU = "Carte CAP"
-_PCSC_MENU = "Lecteur PC/SC"
+_CODE = const("CODE")
+_SIGN = const("SIGN")
+_YOUR_CODE = const("Votre code")
+_CARD_MENU = const("Carte CAP")
+_PCSC_MENU = const("Lecteur PC/SC")
 
 _app = None
 

@@ -46,9 +46,9 @@ STATE_FACTORY = const(0)
 STATE_PERSONALISED = const(1)
 STATE_ERROR = const(2)  # the card records cannot be read: only WIPE helps
 
-_IDENTIFY = "Identification"
-_ERASE_ASK = "Effacer la carte ?"
-_CONNECTED = "Demande de l'ordinateur"
+_IDENTIFY = const("Identification")
+_ERASE_ASK = const("Effacer la carte ?")
+_CONNECTED = const("Demande de l'ordinateur")
 
 # labels the keypad dialogues show too
 RESPOND = "Réponse"
@@ -59,8 +59,8 @@ AMOUNT = "Montant"
 CARD_ERROR = "Erreur carte"
 TRIES = "Essais restants"
 
-_CARD_REFUSED = "Carte refusée"
-_CALL_BANK = "Contactez votre banque"
+_CARD_REFUSED = const("Carte refusée")
+_CALL_BANK = const("Contactez votre banque")
 
 
 # -- the card, the PIN and the code: the keypad dialogues (flows/cap.py) use them too ---------

@@ -30,7 +30,7 @@ from micropython import const
 
 _D = const(32)  # comb teeth are 32 bits apart: 8 teeth cover 256 bits
 _E = const(8)  # columns per table: 4 tables of 8 columns (32 columns in all)
-_TABLE_NAME = "p256_comb.bin"
+_TABLE_NAME = const("p256_comb.bin")
 
 
 def _table_path():

@@ -19,7 +19,7 @@ VERSION = const(1)
 _NONCE = const(16)
 _TAG = const(32)
 OVERHEAD = const(49)  # version + nonce + tag
-_INFO = b"capkey-sealed-v1"
+_INFO = const(b"capkey-sealed-v1")
 
 
 class SealError(ValueError):

@@ -10,14 +10,14 @@ from reader import cap as rd
 
 _NOTICE_MS = const(5000)  # a notice on the keypad stays until OK or this long
 
-_SIGN = "SIGN"
-_FIELD = "Donnée"
-_FIELD_HINT = "OK sans chiffre : fin"
-_NO_CARD = "Carte non personnalisée"
-_PCSC_MENU = "Lecteur PC/SC"
-_PCSC_ON = "Mode lecteur PC/SC activé"
-_PCSC_OFF = "Mode lecteur PC/SC désactivé"
-_PCSC_ASK = "Activer le lecteur PC/SC ? L'ordinateur pourra parler à la carte"
+_SIGN = const("SIGN")
+_FIELD = const("Donnée")
+_FIELD_HINT = const("OK sans chiffre : fin")
+_NO_CARD = const("Carte non personnalisée")
+_PCSC_MENU = const("Lecteur PC/SC")
+_PCSC_ON = const("Mode lecteur PC/SC activé")
+_PCSC_OFF = const("Mode lecteur PC/SC désactivé")
+_PCSC_ASK = const("Activer le lecteur PC/SC ? L'ordinateur pourra parler à la carte")
 
 
 async def _needs_card(ui, c):

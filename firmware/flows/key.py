@@ -12,9 +12,9 @@ from ui import i18n
 
 _FAIL_MS = const(5000)  # a refused PIN's notice on the keypad stays until OK or this long
 
-_NO_PIN = "Aucun code PIN : créez d'abord une clé"
-_EMPTY = "vide"
-_KEY_ONLY = "clé sans certificat"
+_NO_PIN = const("Aucun code PIN : créez d'abord une clé")
+_EMPTY = const("vide")
+_KEY_ONLY = const("clé sans certificat")
 
 
 async def _nobody(status):

@@ -39,7 +39,7 @@ _PROTO_MIN = const(1)
 _PROTO_MAX = const(1)
 _REBOOT_DELAY_MS = const(100)  # lets the OK response leave before the board restarts
 _PRESS_GAP_MS = const(20)  # between injected keys, so the UI consumes each one
-_KEYS = b"0123456789ABCD*#"
+_KEYS = const(b"0123456789ABCD*#")
 
 
 class _System:

@@ -27,11 +27,11 @@ MAX_FIELD_DIGITS = const(10)
 # card has no PSE), with the transaction date 9A each one's reader family sends.
 _KNOWN_AIDS = tuple(CAP_PROFILES[i][1] for i in sorted(CAP_PROFILES))
 _READER_DATE = {p[1]: p[8] for p in CAP_PROFILES.values()}
-_PSE = b"1PAY.SYS.DDF01"
+_PSE = const(b"1PAY.SYS.DDF01")
 
-_TVR = b"\x80\x00\x00\x00\x00"  # offline data authentication not performed
-_CVM_RESULTS = b"\x01\x00\x02"  # plaintext PIN by ICC, successful
-_ARC_Z3 = b"Z3"  # unable to go online
+_TVR = const(b"\x80\x00\x00\x00\x00")  # offline data authentication not performed
+_CVM_RESULTS = const(b"\x01\x00\x02")  # plaintext PIN by ICC, successful
+_ARC_Z3 = const(b"Z3")  # unable to go online
 
 
 class ReaderError(Exception):

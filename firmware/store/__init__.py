@@ -49,10 +49,10 @@ _HDR = const(16)
 _CRC_AT = const(12)
 MAX_RECORD = const(4096)
 _MAX_NAME = const(32)
-_NEW = ".new"
-_HDR_FMT = ">HBBIII"
+_NEW = const(".new")
+_HDR_FMT = const(">HBBIII")
 SCHEMA = const(1)
-_SCHEMA_RECORD = "store-schema"
+_SCHEMA_RECORD = const("store-schema")
 
 _hook = None
 

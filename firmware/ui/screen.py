@@ -27,29 +27,29 @@ CENTER = const(1)
 RIGHT = const(2)
 
 # Characters drawn from a base letter + a mark. Same index in the three tables.
-_ACC = "éèêëàâäçôöûùüîïÉÈÊËÀÂÇÔ°’«»\u00a0"
-_BASE = "eeeeaaacoouuuiiEEEEAACO '\"\" "
+_ACC = const("éèêëàâäçôöûùüîïÉÈÊËÀÂÇÔ°’«»\u00a0")
+_BASE = const("eeeeaaacoouuuiiEEEEAACO '\"\" ")
 # mark index per character: 0 acute, 1 grave, 2 circumflex, 3 diaeresis, 4 cedilla, 5 degree,
 # 255 none (plain substitute: typographic apostrophe, guillemets, no-break space)
-_KIND = b"\x00\x01\x02\x03\x01\x02\x03\x04\x02\x03\x02\x01\x03\x02\x03\x00\x01\x02\x03\x01\x02\x04\x02\x05\xff\xff\xff\xff"
+_KIND = const(b"\x00\x01\x02\x03\x01\x02\x03\x04\x02\x03\x02\x01\x03\x02\x03\x00\x01\x02\x03\x01\x02\x04\x02\x05\xff\xff\xff\xff")
 _CEDILLA = const(4)
 _NONE = const(255)
 # 8 column bytes (VLSB: bit n = row n) per mark.
-_MARKS = (
+_MARKS = const((
     b"\x00\x00\x00\x02\x03\x01\x00\x00"  # acute: row 0 cols 4-5, row 1 cols 3-4
     b"\x00\x00\x01\x03\x02\x00\x00\x00"  # grave: row 0 cols 2-3, row 1 cols 3-4
     b"\x00\x00\x02\x01\x01\x02\x00\x00"  # circumflex: row 0 cols 3-4, row 1 cols 2 and 5
     b"\x00\x02\x02\x00\x00\x02\x02\x00"  # diaeresis: row 1 cols 1-2 and 5-6
     b"\x00\x00\x00\x80\x80\x00\x00\x00"  # cedilla: row 7 cols 3-4
     b"\x00\x00\x02\x05\x02\x00\x00\x00"  # degree: a 3x3 ring in rows 0-2
-)
+))
 
 
 # Where a word longer than a row (an address, an IBAN-like value) is cut when it has no space:
 # after the last of these on the row, the first group preferred ("http://" / "127.0.0.1:8400/"
 # / "connexion", not "http://127.0.0." / "1:8400/connexion"); a hard cut only without any.
-_BREAKS = ("/", ":?&=", ".-_,;@")
-_NO_BREAK_BEFORE = ":;!?»"
+_BREAKS = const(("/", ":?&=", ".-_,;@"))
+_NO_BREAK_BEFORE = const(":;!?»")
 
 
 def _cut(text, width):
