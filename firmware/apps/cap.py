@@ -19,7 +19,7 @@ from time import ticks_diff, ticks_ms
 
 import ondemand
 from link import LinkError
-from link.codes import ERR_BUSY
+from link.codes import ERR_BUSY, ERR_UNKNOWN_COMMAND
 from micropython import const
 from ui import i18n
 
@@ -157,19 +157,24 @@ class CapApp:
         except MemoryError:
             raise LinkError(ERR_BUSY)
 
-    async def cmd_status(self, req):
-        return await self._now("status", req)
+    async def command(self, req):
+        """The link handler of every CAP command (one function for all, as in apps/key.py)."""
+        cmd = req.cmd
+        if cmd == CMD_CARD_STATUS:
+            return await self._now("status", req)
+        if cmd == CMD_PERSONALISE:
+            return await self._now("personalise", req)
+        if cmd == CMD_APDU:
+            return await self._now("apdu", req)
+        if cmd == CMD_CARD_RESET:
+            return await self._now("card_reset", req)
+        if cmd == CMD_WIPE:
+            return await self._wipe(req)
+        if cmd == CMD_GET_CODE:
+            return await self._get_code(req)
+        raise LinkError(ERR_UNKNOWN_COMMAND)
 
-    async def cmd_personalise(self, req):
-        return await self._now("personalise", req)
-
-    async def cmd_apdu(self, req):
-        return await self._now("apdu", req)
-
-    async def cmd_card_reset(self, req):
-        return await self._now("card_reset", req)
-
-    async def cmd_wipe(self, req):
+    async def _wipe(self, req):
         await self._now("wipe_check", req)
         ui = self.ui
         async with ui.foreground():
@@ -179,7 +184,7 @@ class CapApp:
             except MemoryError:
                 raise LinkError(ERR_BUSY)
 
-    async def cmd_get_code(self, req):
+    async def _get_code(self, req):
         args = await self._now("get_code_check", req)
         ui = self.ui
         async with ui.foreground():
@@ -212,13 +217,9 @@ def install(ctx):
     ui.add_function("B", _SIGN, app.sign_flow)
     ui.add_menu_item(_CARD_MENU, app.card_menu)
     ui.add_menu_item(_PCSC_MENU, app.pcsc_menu)
-    link = ctx.link
-    link.register(CMD_CARD_STATUS, app.cmd_status)
-    link.register(CMD_PERSONALISE, app.cmd_personalise)
-    link.register(CMD_WIPE, app.cmd_wipe)
-    link.register(CMD_GET_CODE, app.cmd_get_code)
-    link.register(CMD_APDU, app.cmd_apdu)
-    link.register(CMD_CARD_RESET, app.cmd_card_reset)
+    handler = app.command
+    for cmd in range(CMD_CARD_STATUS, CMD_CARD_RESET + 1):
+        ctx.link.register(cmd, handler)
     return app
 
 

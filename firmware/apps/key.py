@@ -15,7 +15,7 @@
 # module.
 import ondemand
 from link import LinkError
-from link.codes import ERR_BUSY
+from link.codes import ERR_BUSY, ERR_UNKNOWN_COMMAND
 from micropython import const
 
 __version__ = "0.1.0"
@@ -86,33 +86,31 @@ class KeyApp:
             except MemoryError:
                 raise LinkError(ERR_BUSY)
 
-    async def cmd_status(self, req):
-        return await self._now("cmd_status", req)
-
-    async def cmd_load_cert(self, req):
-        return await self._now("cmd_load_cert", req)
-
-    async def cmd_attestation_key(self, req):
-        return await self._now("cmd_attestation_key", req)
-
-    async def cmd_read_cert(self, req):
-        return await self._now("cmd_read_cert", req)
-
-    async def cmd_generate(self, req):
-        return await self._person("check_generate", "person_generate", req)
-
-    async def cmd_sign(self, req):
-        return await self._person("check_sign", "person_sign", req)
-
-    async def cmd_delete(self, req):
-        return await self._person("check_delete", "person_delete", req)
-
-    async def cmd_change_pin(self, req):
-        return await self._person("check_empty", "person_change_pin", req)
-
-    async def cmd_unblock_pin(self, req):
-        return await self._person("check_empty", "person_unblock", req)
-
+    async def command(self, req):
+        """The link handler of every key command: the commands without a person run at once, the
+        others are checked first, then run with the screen taken. One function for all, its
+        names interned in its bytecode: a method or a table entry per command would hold heap
+        for as long as the app is installed."""
+        cmd = req.cmd
+        if cmd == CMD_STATUS:
+            return await self._now("cmd_status", req)
+        if cmd == CMD_LOAD_CERT:
+            return await self._now("cmd_load_cert", req)
+        if cmd == CMD_ATTESTATION_KEY:
+            return await self._now("cmd_attestation_key", req)
+        if cmd == CMD_READ_CERT:
+            return await self._now("cmd_read_cert", req)
+        if cmd == CMD_GENERATE:
+            return await self._person("check_generate", "person_generate", req)
+        if cmd == CMD_SIGN:
+            return await self._person("check_sign", "person_sign", req)
+        if cmd == CMD_DELETE:
+            return await self._person("check_delete", "person_delete", req)
+        if cmd == CMD_CHANGE_PIN:
+            return await self._person("check_empty", "person_change_pin", req)
+        if cmd == CMD_UNBLOCK_PIN:
+            return await self._person("check_empty", "person_unblock", req)
+        raise LinkError(ERR_UNKNOWN_COMMAND)
 
 def install(ctx):
     global _app
@@ -128,16 +126,9 @@ def install(ctx):
     ui.add_menu_item(MENU_PIN, app.menu_change_pin)
     ui.add_menu_item(MENU_PUK, app.menu_unblock)
     ui.add_menu_item(MENU_CERTS, app.menu_certificates)
-    link = ctx.link
-    link.register(CMD_STATUS, app.cmd_status)
-    link.register(CMD_GENERATE, app.cmd_generate)
-    link.register(CMD_LOAD_CERT, app.cmd_load_cert)
-    link.register(CMD_SIGN, app.cmd_sign)
-    link.register(CMD_ATTESTATION_KEY, app.cmd_attestation_key)
-    link.register(CMD_DELETE, app.cmd_delete)
-    link.register(CMD_READ_CERT, app.cmd_read_cert)
-    link.register(CMD_CHANGE_PIN, app.cmd_change_pin)
-    link.register(CMD_UNBLOCK_PIN, app.cmd_unblock_pin)
+    handler = app.command
+    for cmd in range(CMD_STATUS, CMD_UNBLOCK_PIN + 1):
+        ctx.link.register(cmd, handler)
     return app
 
 

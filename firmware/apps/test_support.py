@@ -19,7 +19,11 @@ class FakeLink:
         self.handlers = {}
 
     def register(self, cmd, handler):
-        self.handlers[cmd] = handler
+        async def call(req):
+            req.cmd = cmd  # as the link server's request slot carries it
+            return await handler(req)
+
+        self.handlers[cmd] = call
 
 
 class Ctx:
