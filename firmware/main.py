@@ -1,18 +1,12 @@
-# Firmware composition: main(board) builds the store, the UI, the link server and the apps,
-# then runs the UI and the host link until the board stops it.
+# The app: main(board) has the store, the UI, the link server and the apps built and wired
+# (firmware/compose.py, loaded for that only), then runs the UI and the host link until the board
+# stops it.
 #
 # On a device this module is /app_a/main.mpy or /app_b/main.mpy: the board's /main.py starts the
 # app of the chosen slot (firmware/slots.py, update with rollback), which calls main() on
 # board.BOARD (boards/<name>/board.py, in the slot too) with a ready() to confirm an update by.
 # The simulator's boards/sim/main.py does the same from its flash folder once capkey deploy wrote
 # one, else it imports this file from the sources and runs main() on the sim board.
-#
-# Apps: each module named in APPS that is present is imported and install(ctx) is called with
-# ctx.board, ctx.ui, ctx.store, ctx.link. A missing module is skipped with one line on the
-# console (the apps land in firmware/apps/ over time). An app that holds secrets in RAM (a PIN
-# being typed, a session key) registers a wipe function with ctx.on_reset(fn), or defines a
-# module-level reset(); both run after an unexpected error, before the UI goes back to the
-# first screen.
 #
 # Memory: an app module is only its resident layer (home keys, menu entries, small link
 # handlers, the state that lives between uses); its heavy modules (applets, reader, crypto,
@@ -24,9 +18,9 @@
 # MAINTENANCE request, builds none of this; main() returns and the board's REPL takes the stream.
 #
 # Updates: a store written by a newer firmware is not opened (store.StoreTooNew, raised by
-# build(): an update in trial falls back). An update is confirmed (ready()) once the app has run
-# CONFIRM_MS with every app of APPS installed and no unexpected error; the store is then marked
-# with this firmware's schema.
+# compose.build(): an update in trial falls back). An update is confirmed (ready()) once the app
+# has run CONFIRM_MS with every app of APPS installed and no unexpected error; the store is then
+# marked with this firmware's schema.
 import asyncio
 import gc
 import sys
@@ -76,40 +70,6 @@ class Context:
         gc.collect()
 
 
-def install_apps(ctx, names=APPS):
-    """Imports and installs every app of `names` that is present; returns the installed names."""
-    installed = []
-    for name in names:
-        gc.collect()  # an import needs contiguous blocks (above all when it compiles a .py)
-        loaded = list(sys.modules)
-        try:
-            mod = __import__(name)
-            for part in name.split(".")[1:]:
-                mod = getattr(mod, part)
-        except ImportError as e:
-            print("capkey: app", name, "not installed:", e)
-            continue
-        except MemoryError:
-            # the device stays reachable (INFO lists what is installed) instead of not booting;
-            # what the failed import loaded is dropped to give its memory back
-            for m in list(sys.modules):
-                if m not in loaded:
-                    sys.modules.pop(m)
-            print("capkey: app", name, "not installed: out of memory")
-            gc.collect()
-            continue
-        mod.install(ctx)
-        ctx.apps.append(mod)
-        reset = getattr(mod, "reset", None)
-        if reset is not None:
-            ctx.on_reset(reset)
-        short = name.split(".")[-1]
-        if short not in [a for a, _ in ctx.link.apps]:
-            ctx.link.add_app(short, getattr(mod, "__version__", FIRMWARE_VERSION))
-        installed.append(name)
-    return installed
-
-
 async def _keep_running(ctx, run, where):
     # The UI loop must outlive any bug in a flow: log, wipe, start again on the first screen.
     while True:
@@ -122,7 +82,7 @@ async def _keep_running(ctx, run, where):
         await asyncio.sleep_ms(_RESTART_MS)
 
 
-async def _heap(req):
+async def heap(req):
     # HEAP: payload empty, or 01 to start a new peak after answering. Answer: heap free, heap in
     # use, peak in use (u32 each, after a garbage collection), modules loaded on demand since
     # power-up (u32), modules held on demand now (u8).
@@ -139,24 +99,6 @@ async def _heap(req):
         out.extend(v.to_bytes(4, "big"))
     out.append(min(len(ondemand.held()), 255))
     return out
-
-
-def build(board, apps=APPS):
-    """The firmware's parts, wired; main() runs them. Tests use it to inspect the wiring."""
-    from link import system
-    from link.server import LinkServer
-    from store import Store
-    from ui.core import Ui
-
-    store = Store(board.storage)
-    store.check_schema()
-    ui = Ui(board, store=store, version=FIRMWARE_VERSION)
-    link = LinkServer(board, ui)
-    system.install(link, FIRMWARE_VERSION)
-    link.register(CMD_HEAP, _heap)
-    ctx = Context(board, ui, store, link)
-    install_apps(ctx, apps)
-    return ctx
 
 
 async def _confirm(ctx, ready):
@@ -193,7 +135,10 @@ async def main(board, ctx=None, ready=None):
                 with ondemand.use("maintenance") as m:
                     if await m.at_boot(board):
                         return True  # nothing else is built: the REPL follows
-            ctx = build(board)
+            import ondemand
+
+            with ondemand.use("compose") as c:  # runs once: its code goes after
+                ctx = c.build(board)
         loop = asyncio.get_event_loop()
         # A task nobody awaits that dies (a link handler's helper, an app timer) lands here.
         loop.set_exception_handler(lambda _loop, c: ctx.recover(c.get("exception"), "task"))

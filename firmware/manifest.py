@@ -16,3 +16,4 @@ module("purposes.py", opt=3)  # generated too: the operations' titles
 package("apps", files=("cap.py", "key.py"), base_path=".", opt=3)
 module("slots.py", opt=3)  # picks the app slot at boot (update with rollback)
 module("main.py")  # the app: slots.start() runs its main()
+module("compose.py", opt=3)  # main() builds the firmware with it at power-up, then drops it

@@ -12,6 +12,7 @@ try:
     import main
 finally:
     sys.path.pop(0)
+import compose  # noqa: E402
 
 _PING = 0x03
 _SCREEN = 0x05
@@ -113,9 +114,9 @@ def test_install_apps_skips_missing_and_too_big_and_registers_resets():
     sys.path.insert(0, folder)
     try:
         b = _board(folder + "/flash")
-        ctx = main.build(b, apps=())  # the real apps are tested by their own tests and the HIL
+        ctx = compose.build(b, apps=())  # the real apps are tested by their own tests and the HIL
         names = (pkg + ".missing", pkg + ".huge", pkg + ".demo", "apps.nothing")
-        installed = main.install_apps(ctx, names)
+        installed = compose.install_apps(ctx, names)
         if installed != [pkg + ".demo"]:
             raise AssertionError(installed)
         for m in (pkg + ".huge", pkg + ".helper"):
@@ -142,7 +143,7 @@ def test_main_serves_recovers_and_starts_again():
     try:
         for boot in range(2):  # the same firmware started twice in one interpreter
             b = _board(folder)
-            ctx = main.build(b, apps=())
+            ctx = compose.build(b, apps=())
             wiped = []
             ctx.on_reset(lambda: wiped.append(1))
             real_run = ctx.ui.run

@@ -14,6 +14,7 @@ from test_main import (
     _tmp,
     _until_listening,
     _until_text,
+    compose,
     main,  # firmware/main.py (test_main imports it past boards/sim/main.py)
 )
 
@@ -148,7 +149,7 @@ async def _request_then(b, keys):
 
 def _served(folder, scenario, input_ms=None):
     b = _board(folder)
-    ctx = main.build(b, apps=())
+    ctx = compose.build(b, apps=())
     if input_ms is not None:
         ctx.ui.INPUT_MS = input_ms
     rebooted = []
