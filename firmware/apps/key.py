@@ -1,6 +1,6 @@
 # The certificate key of capkey, resident part: MENU entries, link handlers 0x40-0x48 and the state
 # that must live between uses. The MENU dialogues are in flows/key.py and the command bodies in
-# commands/key.py, loaded with the signing applet, the payload rendering and the crypto
+# commands/key.py (SIGN) and commands/key_admin.py (the others), loaded with the signing applet, the payload rendering and the crypto
 # (P-256, AES, HMAC, sealed blobs) only while a flow or a command runs (firmware/ondemand.py), then
 # dropped so the other app's flows have the heap. Protocol: docs/protocol.md, "Certificate key
 # commands"; payloads and what the screen shows: docs/payloads.md.
@@ -33,7 +33,8 @@ CMD_UNBLOCK_PIN = const(0x48)
 NOTICE_MS = 3000  # how long an error notice of a link request stays before the reply leaves
 
 FLOWS = "flows.key"
-COMMANDS = "commands.key"
+COMMANDS = "commands.key"  # SIGN, and what every command shares
+ADMIN = "commands.key_admin"  # the other commands (it imports COMMANDS)
 MENU_PIN = "Changer PIN"  # menu labels fit one row after "N "
 MENU_PUK = "Débloquer PIN"
 MENU_CERTS = "Certificats"
@@ -69,19 +70,19 @@ class KeyApp:
         await ui.message(lines, title=MENU_CERTS)  # the applet is gone by now
 
     # -- link commands -----------------------------------------------------------------------
-    async def _now(self, name, req):
+    async def _now(self, name, req, module=ADMIN):
         # a command, or the checks of one, that does not need the person: load, run, drop
         try:
-            async with ondemand.use(COMMANDS) as c:
+            async with ondemand.use(module) as c:
                 return c.now(self, name, req)
         except MemoryError:
             raise LinkError(ERR_BUSY)
 
-    async def _person(self, check, flow, req):
-        args = await self._now(check, req)
+    async def _person(self, check, flow, req, module=ADMIN):
+        args = await self._now(check, req, module)
         async with self.ui.foreground():
             try:
-                async with ondemand.use(COMMANDS) as c:
+                async with ondemand.use(module) as c:
                     return await c.person(self, flow, req, args)
             except MemoryError:
                 raise LinkError(ERR_BUSY)
@@ -103,7 +104,7 @@ class KeyApp:
         if cmd == CMD_GENERATE:
             return await self._person("check_generate", "person_generate", req)
         if cmd == CMD_SIGN:
-            return await self._person("check_sign", "person_sign", req)
+            return await self._person("check_sign", "person_sign", req, COMMANDS)
         if cmd == CMD_DELETE:
             return await self._person("check_delete", "person_delete", req)
         if cmd == CMD_CHANGE_PIN:

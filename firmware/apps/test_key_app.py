@@ -8,6 +8,7 @@ import hashlib
 # after, compiling the sources again every time in a heap the earlier compilations fragmented.
 # The simulator and the boards run .mpy files; firmware/test_ondemand.py tests the dropping.
 import commands.key  # noqa: F401
+import commands.key_admin  # noqa: F401
 import flows.key  # noqa: F401
 from applets.test_key_fixtures import cert as _cert
 from applets.test_key_fixtures import payload as _payload

@@ -1,15 +1,15 @@
-# The certificate key's link command bodies (0x40-0x48, docs/protocol.md "Certificate key
-# commands"; payloads and what the screen shows: docs/payloads.md), the applet access and PIN
-# dialogues its MENU shares with them (KeyDialogues: flows/key.py imports it from here) and the
-# first boot's provisioning, loaded on demand.
+# The certificate key's SIGN command (0x43, docs/protocol.md "Certificate key commands";
+# payloads and what the screen shows: docs/payloads.md), the applet access and PIN dialogues every
+# key command and MENU entry shares (KeyDialogues), and the first boot's provisioning, loaded on
+# demand. The other key commands and the PIN changes are in commands/key_admin.py, which builds
+# on this module.
 #
-# apps/key.py (resident) loads this module with ondemand.use("commands.key") while a command runs
-# (flows/key.py with it, while a MENU entry runs) and drops it after; with it come the signing
-# applet (applets/signer.py), the payload parser and its French rendering (applets/payload.py),
-# P-256, AES, HMAC and the sealed blobs. The shared dialogues live here, not in a module of their
-# own, so that a command loads one module: SIGN is the firmware's largest use, and a second
-# module in it (its globals, its loading) fragments the simulator's heap enough to make SIGN
-# fail for memory measurably more often (hil_tests/test_cert_enrol.py).
+# apps/key.py (resident) loads this module with ondemand.use("commands.key") while a SIGN runs
+# (commands.key_admin with it for the other commands and the MENU) and drops it after; with it
+# come the signing applet (applets/signer.py), the payload parser and its French rendering
+# (applets/payload.py), P-256, AES, HMAC and the sealed blobs. SIGN is the firmware's largest use:
+# it loads this one module and nothing it does not run (a second module in it fragments the
+# heap, hil_tests/test_cert_enrol.py; the administration code in it took 6 KB more at its peak).
 #
 # A KeyDialogues lives for one use: it makes the applet object from the resident KeyApp (store,
 # board); the per-power-up PIN/PUK failure counts stay in the KeyApp and go in and out of the
@@ -22,9 +22,7 @@
 # anything is shown and waiting for the screen holds no module.
 #
 # The PIN and the PUK are typed on the keypad only: a bytearray, masked on screen, wiped after the
-# applet call, never a str. First use (FACTORY): GENERATE asks the person to choose a PIN and a
-# PUK (each typed twice). The PUK is chosen, not shown: anything on the screen can be read by the
-# host with SCREEN, and a PUK that a hostile host learnt would unblock the PIN of a stolen key.
+# applet call, never a str.
 import asyncio
 
 from applets import payload as pl
@@ -46,33 +44,15 @@ from micropython import const
 from ui import i18n
 
 ANY_SLOT = const(0xFF)
-_CHUNK = const(1000)  # KEY_READ_CERT chunk
 # PIN_BLOCKED payload (reason)
 BLOCKED_PIN = const(1)
 BLOCKED_POWER = const(2)
 BLOCKED_WIPED = const(3)
 
-_CONNECTED = const("Demande de l'ordinateur")
 _SIGN_TITLE = const("Signature")
 _SELECT = const("Sélectionnez votre certificat")
-_NEW_KEY = const("Nouvelle clé")
-_SLOT = const("Emplacement")
-_DELETE_ASK = const("Supprimer la clé ?")
-_CHOOSE_PIN = const("Choisissez votre code PIN")
-_CHOOSE_PUK = const("Choisissez votre code PUK")
-_CONFIRM_PUK = const("Confirmez le code PUK")
-_PUK_RULE = const("8 chiffres, à noter : il débloque le PIN")  # 3 rows under a 2-row title
-_PUK_IS_PIN = const("Le PUK doit différer du code PIN")
 _SIGNED = const("Signature effectuée")
-_CONFIRM_PIN = const("Confirmez le code PIN")
-_NEW_PIN = const("Nouveau code PIN")
-_OLD_PIN = const("Code PIN actuel")
-_PIN_RULE = const("6 à 8 chiffres")
-_MISMATCH = const("Les codes ne correspondent pas")
-_PUK = const("Code PUK")
 _PUK_WRONG = const("Code PUK incorrect")
-_PIN_CHANGED = const("Code PIN modifié")
-_PIN_UNBLOCKED = const("Code PIN débloqué")
 _USE_PUK = const("Débloquez-le avec le PUK (MENU)")
 _LOCKED = const("Code verrouillé : débranchez et rebranchez la clé")
 _WIPED = const("PUK bloqué : toutes les clés et certificats ont été effacés")
@@ -213,25 +193,6 @@ class KeyDialogues:
             raise Fail(ERR_DENIED if ui.cancelled else ERR_TIMEOUT)
         return v
 
-    async def _new_code(self, ui, title, again, lo, hi, rule):
-        # A new PIN or PUK typed twice (again until both match) -> bytearray the caller wipes.
-        while True:
-            a = await self._digits(ui, title, lo, hi, (rule,))
-            try:
-                b = await self._digits(ui, again, lo, hi)
-            except BaseException:  # Fail, or CancelledError from the host
-                zero(a)
-                raise
-            same = len(a) == len(b) and a == b
-            zero(b)
-            if same:
-                return a
-            zero(a)
-            await ui.message((_MISMATCH,), timeout_ms=self.app.notice_ms)
-
-    async def _new_pin(self, ui, title):
-        return await self._new_code(ui, title, _CONFIRM_PIN, sg.PIN_MIN, sg.PIN_MAX, _PIN_RULE)
-
     async def _run(self, ui, ins, slot, pin, rest=b""):
         await self.keepalive(KA_PROCESSING)
         ui.show((i18n.WAIT,))
@@ -248,87 +209,11 @@ class KeyDialogues:
             await self._pin_failure(ui, sw)
         return out
 
-    async def change_pin(self, ui):
-        if self.status()[0] != sg.ACTIVE:
-            raise NoPin(ERR_WRONG_STATE)
-        blocked = self._check_pin_usable()
-        if blocked:
-            await self._pin_failure(ui, blocked)
-        old = await self._digits(ui, _OLD_PIN, sg.PIN_MIN, sg.PIN_MAX)
-        new = None
-        try:
-            new = await self._new_pin(ui, _NEW_PIN)
-            await self._run(ui, sg.INS_CHANGE, 0, old, sg.lv(new))
-        finally:
-            zero(old)
-            zero(new)
-        await ui.message((_PIN_CHANGED,), timeout_ms=self.app.notice_ms)
-
-    async def unblock(self, ui):
-        st = self.status()
-        if st[0] != sg.ACTIVE:
-            raise NoPin(ERR_WRONG_STATE)
-        if st[4] == 0:
-            await self._pin_failure(ui, sg.SW_LOCKED, True)
-        puk = await self._digits(ui, _PUK, sg.PUK_LEN, sg.PUK_LEN)
-        new = None
-        try:
-            new = await self._new_pin(ui, _NEW_PIN)
-            await self.keepalive(KA_PROCESSING)
-            ui.show((i18n.WAIT,))
-            data = bytearray(puk) + sg.lv(new)
-            try:
-                _, sw = self._apdu(sg.INS_RESET, 0, data)
-            finally:
-                zero(data)
-            if sw != sg.SW_OK:
-                await self._pin_failure(ui, sw, True)
-        finally:
-            zero(puk)
-            zero(new)
-        await ui.message((_PIN_UNBLOCKED,), timeout_ms=self.app.notice_ms)
-
-
-class KeyCommands(KeyDialogues):
-    def __init__(self, app, req):
-        super().__init__(app, req.keepalive, app.notice_ms)
-        self.req = req
-
-    # -- dialogues only the host starts ------------------------------------------------------
 
     async def _confirm(self, ui, lines, title):
         await self.keepalive(KA_WAITING_FOR_USER)
         if not await ui.confirm(lines, title=title):
             raise Fail(ERR_DENIED if ui.cancelled else ERR_TIMEOUT)
-
-    async def _setup(self, ui):
-        # FACTORY -> ACTIVE: the person chooses the PIN, then the PUK. Returns the new PIN
-        # (bytearray, the caller wipes it).
-        pin = await self._new_pin(ui, _CHOOSE_PIN)
-        puk = None
-        try:
-            while True:
-                puk = await self._new_code(ui, _CHOOSE_PUK, _CONFIRM_PUK, sg.PUK_LEN, sg.PUK_LEN,
-                                           _PUK_RULE)
-                if puk != pin:
-                    break
-                zero(puk)
-                await ui.message((_PUK_IS_PIN,), timeout_ms=self.app.notice_ms)
-            await self.keepalive(KA_PROCESSING)
-            ui.show((i18n.WAIT,))
-            data = bytearray(sg.lv(pin)) + puk
-            try:
-                _, sw = self._apdu(sg.INS_SETUP, 0, data)
-            finally:
-                zero(data)
-            if sw != sg.SW_OK:
-                await self._pin_failure(ui, sw)
-            return pin
-        except BaseException:
-            zero(pin)
-            raise
-        finally:
-            zero(puk)
 
     async def _with_pin(self, ui, ins, slot, rest=b"", prompt=()):
         # PIN on the keypad, then the applet command; -> response data.
@@ -338,19 +223,11 @@ class KeyCommands(KeyDialogues):
         finally:
             zero(pin)
 
-    async def _generate(self, ui, slot):
-        if self.status()[0] == sg.FACTORY:
-            await self._confirm(ui, (_NEW_KEY, _SLOT + " %d" % (slot + 1)), _CONNECTED)
-            pin = await self._setup(ui)
-            try:
-                return await self._run(ui, sg.INS_GENERATE, slot, pin)
-            finally:
-                zero(pin)
-        blocked = self._check_pin_usable()
-        if blocked:
-            await self._pin_failure(ui, blocked)
-        await self._confirm(ui, (_NEW_KEY, _SLOT + " %d" % (slot + 1)), _CONNECTED)
-        return await self._with_pin(ui, sg.INS_GENERATE, slot)
+
+class KeyCommands(KeyDialogues):
+    def __init__(self, app, req):
+        super().__init__(app, req.keepalive, app.notice_ms)
+        self.req = req
 
     async def _sign(self, ui, slot, p):
         candidates = [(i, s) for i, k, s in self.slots() if k and s]
@@ -374,90 +251,8 @@ class KeyCommands(KeyDialogues):
         ui.show((_SIGNED,))
         return bytes((chosen[0],)) + sig
 
-    async def _delete(self, ui, slot):
-        subject = self.slots()[slot][2]
-        blocked = self._check_pin_usable()
-        if blocked:
-            await self._pin_failure(ui, blocked)
-        await self._confirm(ui, (_DELETE_ASK, self.label(slot, subject)), _CONNECTED)
-        return await self._with_pin(ui, sg.INS_DELETE, slot)
-
     # -- the commands: checks and bodies that run at once (now), dialogues with the screen taken
     # (person) ----------------------------------------------------------------------------------
-
-    def _slot_arg(self):
-        p = self.req.payload
-        if len(p) != 1 or p[0] >= sg.SLOTS:
-            raise LinkError(ERR_INVALID_PARAMETER)
-        return p[0]
-
-    def cmd_status(self):
-        if len(self.req.payload):
-            raise LinkError(ERR_INVALID_PARAMETER)
-        st = self.status()
-        out = bytearray((1,)) + st[:5] + bytes((sg.SLOTS,))
-        for i in range(sg.SLOTS):
-            f = st[5 + i]
-            out.append(i)
-            out.append(f)
-            if f & 1:
-                out += self._apdu(sg.INS_READ_PUB, i)[0]
-            if f & 2:
-                subject = sg.certificate_subject(self._apdu(sg.INS_READ_CERT, i)[0]) or b""
-                out += bytes((len(subject) >> 8, len(subject) & 0xFF)) + subject
-        return out
-
-    def check_generate(self):
-        slot = self._slot_arg()
-        if self.status()[5 + slot] & 1:
-            raise LinkError(ERR_WRONG_STATE)
-        return (slot,)
-
-    async def person_generate(self, slot):
-        if self.status()[5 + slot] & 1:  # generated by another request meanwhile
-            raise Fail(ERR_WRONG_STATE)
-        return await self._generate(self.ui, slot)
-
-    def cmd_load_cert(self):
-        # slot u8 + the whole DER (it starts with 0x30), or chunks: slot, offset u16, total u16,
-        # chunk (an offset's high byte is never 0x30: MAX_CERT < 0x3000). The chunks gathered so
-        # far live in the resident app (app.cert) between requests.
-        app = self.app
-        p = self.req.payload
-        if len(p) < 3 or p[0] >= sg.SLOTS:
-            raise LinkError(ERR_INVALID_PARAMETER)
-        slot = p[0]
-        if p[1] == 0x30:
-            offset = 0
-            total = len(p) - 1
-            chunk = p[1:]
-        elif len(p) >= 6:
-            offset = (p[1] << 8) | p[2]
-            total = (p[3] << 8) | p[4]
-            chunk = p[5:]
-        else:
-            raise LinkError(ERR_INVALID_PARAMETER)
-        if not 1 <= total <= sg.MAX_CERT or not chunk or offset + len(chunk) > total:
-            raise LinkError(ERR_INVALID_PARAMETER)
-        if offset == 0:
-            if not self.status()[5 + slot] & 1:
-                raise LinkError(ERR_NOT_PERSONALISED)
-            app.cert = [slot, total, bytearray(total), 0]
-        c = app.cert
-        if c is None or c[0] != slot or c[1] != total or c[3] != offset:
-            app.cert = None
-            raise LinkError(ERR_INVALID_PARAMETER)
-        c[2][offset : offset + len(chunk)] = chunk
-        c[3] = offset + len(chunk)
-        if c[3] < total:
-            return b""
-        app.cert = None
-        _, sw = self._apdu(sg.INS_PUT_CERT, slot, c[2])
-        if sw == sg.SW_EMPTY:
-            raise LinkError(ERR_NOT_PERSONALISED)
-        if sw != sg.SW_OK:
-            raise LinkError(ERR_INVALID_PARAMETER)
-        return b""
 
     def check_sign(self):
         try:
@@ -470,70 +265,21 @@ class KeyCommands(KeyDialogues):
         # parsed again in this use: an object of the previous use's module must not live on
         return await self._sign(self.ui, ANY_SLOT, pl.parse(self.req.payload))
 
-    def cmd_attestation_key(self):
-        if len(self.req.payload):
-            raise LinkError(ERR_INVALID_PARAMETER)
-        return self.signer.attestation_public_key()
 
-    def check_delete(self):
-        slot = self._slot_arg()
-        if not self.status()[5 + slot] & 1:
-            raise LinkError(ERR_NOT_PERSONALISED)
-        return (slot,)
-
-    async def person_delete(self, slot):
-        if not self.status()[5 + slot] & 1:  # deleted by another request meanwhile
-            raise Fail(ERR_NOT_PERSONALISED)
-        await self._delete(self.ui, slot)
-        return b""
-
-    def cmd_read_cert(self):
-        # slot u8 -> the whole DER (empty when the slot has no certificate); slot u8 + offset u16
-        # -> total u16 + at most _CHUNK bytes from offset (for certificates over one frame).
-        p = self.req.payload
-        if len(p) not in (1, 3) or p[0] >= sg.SLOTS:
-            raise LinkError(ERR_INVALID_PARAMETER)
-        cert, sw = self._apdu(sg.INS_READ_CERT, p[0])
-        if sw != sg.SW_OK:
-            cert = b""
-        n = len(cert)
-        if len(p) == 1:
-            if n > _CHUNK:
-                raise LinkError(ERR_INVALID_PARAMETER)
-            return cert
-        offset = (p[1] << 8) | p[2]
-        if offset > n:
-            raise LinkError(ERR_INVALID_PARAMETER)
-        return bytes((n >> 8, n & 0xFF)) + cert[offset : offset + _CHUNK]
-
-    def check_empty(self):
-        if len(self.req.payload):
-            raise LinkError(ERR_INVALID_PARAMETER)
-        return ()
-
-    async def person_change_pin(self):
-        await self.change_pin(self.ui)
-        return b""
-
-    async def person_unblock(self):
-        await self.unblock(self.ui)
-        return b""
-
-
-# -- what apps/key.py calls, each with a KeyCommands of its own ----------------------------------
-def now(app, name, req):
+# -- what apps/key.py calls, each with a KeyCommands (or a commands/key_admin.py KeyAdmin) of its own
+def now(app, name, req, cls=KeyCommands):
     """A command, or the checks of one, that does not need the person -> its reply, or the
     checked arguments of person()."""
-    k = KeyCommands(app, req)
+    k = cls(app, req)
     try:
         return getattr(k, name)()
     finally:
         k.close()
 
 
-async def person(app, name, req, args):
+async def person(app, name, req, args, cls=KeyCommands):
     """Runs the dialogue `name` (the caller holds the screen) -> the reply; Fail -> LinkError."""
-    k = KeyCommands(app, req)
+    k = cls(app, req)
     try:
         return await getattr(k, name)(*args)
     except Fail as e:

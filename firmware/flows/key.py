@@ -3,10 +3,11 @@
 #
 # apps/key.py (resident) loads this module with ondemand.use("flows.key") while a MENU entry runs
 # and drops it after; with it come commands/key.py (KeyDialogues: the applet and the PIN
-# dialogues the link commands use too), the signing applet and the crypto. Each entry makes a
-# KeyDialogues of its own for the use.
+# dialogues the link commands use too), commands/key_admin.py (the PIN change and unblock
+# dialogues), the signing applet and the crypto. Each entry makes a KeyDialogues of its own for
+# the use.
 from applets import signer as sg
-from commands import key
+from commands import key, key_admin
 from micropython import const
 from ui import i18n
 
@@ -39,11 +40,11 @@ async def _menu(app, ui, flow):
 
 
 async def menu_change_pin(app, ui):
-    await _menu(app, ui, key.KeyDialogues.change_pin)
+    await _menu(app, ui, key_admin.change_pin)
 
 
 async def menu_unblock(app, ui):
-    await _menu(app, ui, key.KeyDialogues.unblock)
+    await _menu(app, ui, key_admin.unblock)
 
 
 def certificate_lines(app, ui):
