@@ -292,6 +292,15 @@ class EmvCard:
         self.personalised = False
         self._phase = _P_NONE
 
+    def open(self):
+        """Unseals the card key and PIN block now rather than at the first VERIFY: the caller
+        loads its reader once the sealing code has given its heap back. A record that does not
+        open is left for VERIFY and GENERATE AC to answer 6984."""
+        try:
+            self._open()
+        except _Sw:
+            pass
+
     def _open(self):
         """The UDK and PIN block, unsealed on first use in this power-up. A blob that was altered,
         moved next to another PAN or copied from another device answers 6984 (referenced data

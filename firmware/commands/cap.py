@@ -4,7 +4,9 @@
 #
 # apps/cap.py (resident) loads this module with ondemand.use("commands.cap") while a command runs
 # (flows/cap.py with it, while a keypad flow runs) and drops it after; with it come the soft card
-# (applets/emv_card.py), the reader state machine (reader/cap.py), DES and the MACs. The shared
+# (applets/emv_card.py), DES and the MACs. The reader state machine (reader/cap.py) is loaded by
+# code() only while the card computes, after the card's secrets are unsealed: the reader and the
+# sealing code (AES, HMAC) never share the heap, whose peak they set together. The shared
 # pieces live here, not in a module of their own, so that a command loads one module: each module
 # more in a use leaves more holes in the heap (commands/key.py). Every function takes the
 # resident CapApp (`app`: ui, store, the PC/SC switch and the card it holds while the mode is on)
@@ -18,6 +20,8 @@
 # Wrong PIN: the screen says "Code PIN incorrect" and the tries left (docs/cap.md §10.5).
 from time import ticks_diff, ticks_ms
 
+import ondemand
+import reader
 from applets import emv_card
 from applets.emv_card import CardStateError, EmvCard
 from link import LinkError
@@ -35,7 +39,6 @@ from link.codes import (
     KA_WAITING_FOR_USER,
 )
 from micropython import const
-from reader import cap as rd
 from ui import i18n
 from ui.inputs import format_amount
 
@@ -102,27 +105,36 @@ def ask_pin(ui):
     return ui.digits(i18n.PIN, 4, 12, masked=True)
 
 
+class Refused(Exception):
+    """The card gave no code: `lines` tell the person why, `error` and `payload` the host."""
+
+    def __init__(self, lines, error, payload=b""):
+        self.lines = lines
+        self.error = error
+        self.payload = payload
+
+
 def code(app, ui, c, mode, pin, challenge=None, amount=None, fields=None):
-    """The card computes, the code goes on screen -> the code as str. Raises the reader's
-    ReaderError (WrongPin, PinBlocked…) when the card gives none: refusal() tells the person."""
+    """The card computes, the code goes on screen -> the code as str; Refused when the card
+    gives none (a wrong PIN, a blocked one, a declined or broken card)."""
     t0 = ticks_ms()
     ui.show((i18n.WAIT,))
     c.power_on()
-    text = str(rd.CapReader(c.process).code(mode, pin, challenge, amount, fields))
+    c.open()
+    with ondemand.use("reader.cap") as rd:
+        try:
+            text = str(rd.CapReader(c.process).code(mode, pin, challenge, amount, fields))
+        except rd.WrongPin as e:
+            n = e.tries_left
+            raise Refused((i18n.PIN_WRONG, TRIES + " : %d" % n), ERR_PIN_INVALID, bytes((n,)))
+        except rd.PinBlocked:
+            raise Refused((i18n.PIN_BLOCKED, _CALL_BANK), ERR_PIN_BLOCKED)
+        except rd.ReaderError as e:
+            declined = e.reason == rd.ReaderError.DECLINED
+            raise Refused((_CARD_REFUSED if declined else CARD_ERROR,), ERR_INTERNAL)
     ui.show(*app.code_screen(text))
     app.last_code_ms = ticks_diff(ticks_ms(), t0)
     return text
-
-
-async def refusal(ui, e, ms):
-    """Shows for `ms` at most why the card gave no code (e: the reader's ReaderError)."""
-    if isinstance(e, rd.WrongPin):
-        lines = (i18n.PIN_WRONG, TRIES + " : %d" % e.tries_left)
-    elif isinstance(e, rd.PinBlocked):
-        lines = (i18n.PIN_BLOCKED, _CALL_BANK)
-    else:
-        lines = (_CARD_REFUSED if e.reason == rd.ReaderError.DECLINED else CARD_ERROR,)
-    await ui.message(lines, timeout_ms=ms)
 
 
 # -- the commands ---------------------------------------------------------------------------
@@ -233,11 +245,9 @@ async def get_code(app, ui, req, args):
     try:
         await req.keepalive(KA_PROCESSING)
         return code(app, ui, c, mode, pin, challenge, amount, fields)
-    except rd.ReaderError as e:
-        await refusal(ui, e, _NOTICE_MS)
-        if isinstance(e, rd.WrongPin):
-            raise LinkError(ERR_PIN_INVALID, bytes((e.tries_left,)))
-        raise LinkError(ERR_PIN_BLOCKED if isinstance(e, rd.PinBlocked) else ERR_INTERNAL)
+    except Refused as r:
+        await ui.message(r.lines, timeout_ms=_NOTICE_MS)
+        raise LinkError(r.error, r.payload)
     finally:
         zero(pin)
 
@@ -288,13 +298,13 @@ def _parse_get_code(p):
         items.append(bytes(p[pos + 1 : pos + 1 + n]))
         pos += 1 + n
     challenge = amount = currency = fields = None
-    if mode == rd.MODE_IDENTIFY:
+    if mode == reader.MODE_IDENTIFY:
         ok = not items
-    elif mode == rd.MODE_RESPOND:
+    elif mode == reader.MODE_RESPOND:
         ok = len(items) == 1 and _digits_ok(items[0], 1, 8)
         if ok:
             challenge = items[0].decode()
-    elif mode == rd.MODE_SIGN:
+    elif mode == reader.MODE_SIGN:
         ok = 2 <= len(items) <= 3 and _digits_ok(items[0], 1, 8) and _digits_ok(items[1], 1, 12)
         if ok and len(items) == 3:
             ok = len(items[2]) == 3 and all(0x41 <= c <= 0x5A for c in items[2])
@@ -303,10 +313,10 @@ def _parse_get_code(p):
             challenge = items[0].decode()
             amount = items[1].decode()
             ok = int(amount) > 0
-    elif mode == rd.MODE_TDS:
-        ok = 1 <= len(items) <= rd.MAX_TDS_FIELDS
+    elif mode == reader.MODE_TDS:
+        ok = 1 <= len(items) <= reader.MAX_TDS_FIELDS
         for f in items:
-            ok = ok and _digits_ok(f, 1, rd.MAX_FIELD_DIGITS)
+            ok = ok and _digits_ok(f, 1, reader.MAX_FIELD_DIGITS)
         if ok:
             fields = [f.decode() for f in items]
     else:
@@ -318,11 +328,11 @@ def _parse_get_code(p):
 
 def _describe(ui, mode, challenge, amount, currency, fields):
     # What the person is asked to approve, in full, before typing the PIN.
-    if mode == rd.MODE_IDENTIFY:
+    if mode == reader.MODE_IDENTIFY:
         return [_IDENTIFY]
-    if mode == rd.MODE_RESPOND:
+    if mode == reader.MODE_RESPOND:
         return [RESPOND, CHALLENGE + " :", _group(challenge)]
-    if mode == rd.MODE_SIGN:
+    if mode == reader.MODE_SIGN:
         return [SIGNATURE, AMOUNT + " :", format_amount(int(amount)) + " " + (currency or ""),
                 CHALLENGE + " :", _group(challenge)]
     lines = [TDS]

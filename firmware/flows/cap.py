@@ -2,11 +2,12 @@
 #
 # apps/cap.py (resident) loads this module with ondemand.use("flows.cap") while a keypad flow
 # runs and drops it after; with it come commands/cap.py (the card, the PIN prompt, the code, the
-# refusal notices: the pieces the link commands use too), the soft card, the reader and DES.
+# refusal notices: the pieces the link commands use too), the soft card and DES (the reader while
+# the card computes).
+import reader
 from applets import emv_card
 from commands import cap
 from micropython import const
-from reader import cap as rd
 
 _NOTICE_MS = const(5000)  # a notice on the keypad stays until OK or this long
 
@@ -34,8 +35,8 @@ async def _run(app, ui, c, mode, challenge=None, amount=None, fields=None):
         return None
     try:
         return cap.code(app, ui, c, mode, pin, challenge, amount, fields)
-    except rd.ReaderError as e:
-        await cap.refusal(ui, e, _NOTICE_MS)
+    except cap.Refused as r:
+        await ui.message(r.lines, timeout_ms=_NOTICE_MS)
         return None
     finally:
         cap.zero(pin)
@@ -46,7 +47,7 @@ async def code_flow(app, ui):
     c = cap.card(app)
     if not await _needs_card(ui, c):
         return None
-    return await _run(app, ui, c, rd.MODE_IDENTIFY)
+    return await _run(app, ui, c, reader.MODE_IDENTIFY)
 
 
 async def sign_flow(app, ui):
@@ -69,16 +70,16 @@ async def sign_flow(app, ui):
         amount = str(v)
     if i == 2:
         fields = []
-        while len(fields) < rd.MAX_TDS_FIELDS:
+        while len(fields) < reader.MAX_TDS_FIELDS:
             title = _FIELD + " %d" % (len(fields) + 1)
-            f = await ui.digits(title, 0 if fields else 1, rd.MAX_FIELD_DIGITS,
+            f = await ui.digits(title, 0 if fields else 1, reader.MAX_FIELD_DIGITS,
                                 prompt_lines=(_FIELD_HINT,) if fields else ())
             if f is None:
                 return None
             if not f:
                 break
             fields.append(str(f, "ascii"))
-    mode = (rd.MODE_RESPOND, rd.MODE_SIGN, rd.MODE_TDS)[i]
+    mode = (reader.MODE_RESPOND, reader.MODE_SIGN, reader.MODE_TDS)[i]
     return await _run(app, ui, c, mode, challenge, amount, fields)
 
 

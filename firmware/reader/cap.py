@@ -14,14 +14,16 @@ from catalog import CAP_PROFILES
 from crypto.mac import PAD2, mac_alg1
 from micropython import const
 
-MODE_IDENTIFY = const(1)  # Mode 2: UN = 0, amount = 0
-MODE_RESPOND = const(2)  # Mode 1: UN = challenge
-MODE_SIGN = const(3)  # Mode 1 with amount
-MODE_TDS = const(4)  # Mode 2 + TDS: the fields are MACed with the AC by the reader
+from reader import (
+    MAX_FIELD_DIGITS,
+    MAX_TDS_FIELDS,
+    MODE_IDENTIFY,
+    MODE_RESPOND,
+    MODE_SIGN,
+    MODE_TDS,
+)
 
 MAX_CODE_BITS = const(26)  # 2**26 < 10**8: the code fits 8 decimal digits
-MAX_TDS_FIELDS = const(10)
-MAX_FIELD_DIGITS = const(10)
 
 # The CAP applications this reader knows, in the catalogue's order (tried in this order when the
 # card has no PSE), with the transaction date 9A each one's reader family sends.

@@ -3,4 +3,4 @@
 # (one metadata() for the whole image: boards/drivers/manifest.py; MicroPython's manifest
 # tool refuses a second one among included manifests)
 
-package("reader", files=("cap.py",), base_path="..", opt=3)
+package("reader", files=("__init__.py", "cap.py"), base_path="..", opt=3)

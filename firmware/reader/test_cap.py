@@ -7,7 +7,8 @@ from applets.test_emv_card import option_a, perso
 from applets.test_fakes import RamStore, load_vectors
 from crypto.des import DES
 from crypto.mac import PAD1, PAD2, mac_alg1, mac_alg3
-from reader import cap
+
+from reader import MODE_IDENTIFY, MODE_RESPOND, MODE_SIGN, MODE_TDS, cap
 from reader.cap import CapReader, PinBlocked, ReaderError, WrongPin
 
 BARCLAYS_IPB = "8000FF000000000001FFFF00000000000000"
@@ -101,7 +102,7 @@ def test_barclays_trace_format_1():
         (h("80AE8000"), h("8012 80 095F 0F9D3798E93F129A 060A0A03A49000 9000")),
         (h("80AE0000"), h("8012 00 095F 1111111111111111 060A0A03251000 9000")),
     ))
-    code = CapReader(card.transmit).code(cap.MODE_IDENTIFY, bytearray(b"1234"))
+    code = CapReader(card.transmit).code(MODE_IDENTIFY, bytearray(b"1234"))
     if code != 46076570:
         raise AssertionError(code)
     gac = [a for a in card.log if a[:2] == b"\x80\xae"]
@@ -192,11 +193,11 @@ def test_all_modes_both_profiles_against_the_soft_card():
     for profile in (1, 2):
         card, _ = new_card(profile)
         cases = (
-            (cap.MODE_IDENTIFY, {}, "00000000", "000000000000"),
-            (cap.MODE_RESPOND, {"challenge": "78901234"}, "78901234", "000000000000"),
-            (cap.MODE_RESPOND, {"challenge": "42"}, "00000042", "000000000000"),
-            (cap.MODE_SIGN, {"challenge": "78901234", "amount": "123456"}, "78901234", "000000123456"),
-            (cap.MODE_TDS, {"fields": ("1234", "3101234567")}, "00000000", "000000000000"),
+            (MODE_IDENTIFY, {}, "00000000", "000000000000"),
+            (MODE_RESPOND, {"challenge": "78901234"}, "78901234", "000000000000"),
+            (MODE_RESPOND, {"challenge": "42"}, "00000042", "000000000000"),
+            (MODE_SIGN, {"challenge": "78901234", "amount": "123456"}, "78901234", "000000123456"),
+            (MODE_TDS, {"fields": ("1234", "3101234567")}, "00000000", "000000000000"),
         )
         seen = set()
         for mode, kw, un, amount in cases:
@@ -223,11 +224,11 @@ def test_t0_status_words_61xx_and_6cxx():
     card, _ = new_card(2)
     t0 = T0(card)
     spy = Spy(card)
-    code = CapReader(t0.transmit).code(cap.MODE_RESPOND, bytearray(b"1234"), challenge="1")
+    code = CapReader(t0.transmit).code(MODE_RESPOND, bytearray(b"1234"), challenge="1")
     if t0.seen61 < 5 or t0.seen6c < 1:
         raise AssertionError("T=0 paths not exercised")
     # the same transaction directly gives a code of the next ATC; both are 26-bit numbers
-    CapReader(spy.transmit).code(cap.MODE_RESPOND, bytearray(b"1234"), challenge="1")
+    CapReader(spy.transmit).code(MODE_RESPOND, bytearray(b"1234"), challenge="1")
     if code < 0 or card.atc != 2:
         raise AssertionError("ATC")
 
@@ -237,21 +238,21 @@ def test_wrong_pin_then_blocked():
     reader = CapReader(card.process)
     for left in (2, 1):
         try:
-            reader.code(cap.MODE_IDENTIFY, bytearray(b"9999"))
+            reader.code(MODE_IDENTIFY, bytearray(b"9999"))
         except WrongPin as e:
             if e.tries_left != left:
                 raise AssertionError("tries %d" % e.tries_left)
         else:
             raise AssertionError("wrong PIN accepted")
     try:
-        reader.code(cap.MODE_IDENTIFY, bytearray(b"9999"))
+        reader.code(MODE_IDENTIFY, bytearray(b"9999"))
     except PinBlocked:
         pass
     else:
         raise AssertionError("third wrong PIN must block")
     spy = Spy(card)
     try:
-        CapReader(spy.transmit).code(cap.MODE_IDENTIFY, bytearray(b"1234"))
+        CapReader(spy.transmit).code(MODE_IDENTIFY, bytearray(b"1234"))
     except PinBlocked:
         pass
     else:
@@ -268,7 +269,7 @@ def test_unknown_cdol_tag_refused_before_any_cryptogram():
     card._cdol1 = card._cdol1 + b"\x9f\x7a\x01"  # a tag this reader cannot fill
     spy = Spy(card)
     try:
-        CapReader(spy.transmit).code(cap.MODE_IDENTIFY, bytearray(b"1234"))
+        CapReader(spy.transmit).code(MODE_IDENTIFY, bytearray(b"1234"))
     except ReaderError as e:
         if e.reason != ReaderError.NOT_SUPPORTED:
             raise
@@ -281,7 +282,7 @@ def test_unknown_cdol_tag_refused_before_any_cryptogram():
 def test_pin_block_wiped_from_the_reader_buffer():
     card, _ = new_card(1)
     r = CapReader(card.process)
-    r.code(cap.MODE_IDENTIFY, bytearray(b"1234"))
+    r.code(MODE_IDENTIFY, bytearray(b"1234"))
     if b"\x24\x12\x34" in r._apdu:
         raise AssertionError("PIN block left in the APDU buffer")
 
@@ -289,7 +290,7 @@ def test_pin_block_wiped_from_the_reader_buffer():
 def test_no_application():
     store = RamStore()
     try:
-        CapReader(EmvCard(store).process).code(cap.MODE_IDENTIFY, bytearray(b"1234"))
+        CapReader(EmvCard(store).process).code(MODE_IDENTIFY, bytearray(b"1234"))
     except ReaderError as e:
         if e.reason != ReaderError.NO_APPLICATION:
             raise
@@ -308,8 +309,8 @@ def test_shared_vectors_replayed_on_the_soft_card():
     # docs/vectors/cap_otp.json is written by the host (issuer + hazmat); the soft card and this
     # reader must produce the same GENERATE AC answers and codes, session after session.
     v = load_vectors()
-    modes = {"identify": cap.MODE_IDENTIFY, "respond": cap.MODE_RESPOND, "sign": cap.MODE_SIGN,
-             "tds": cap.MODE_TDS}
+    modes = {"identify": MODE_IDENTIFY, "respond": MODE_RESPOND, "sign": MODE_SIGN,
+             "tds": MODE_TDS}
     pin = bytearray(v["pin"].encode())
     ncards = 0
     for c in v["cards"]:
@@ -347,12 +348,12 @@ def test_transaction_allocates_little():
         card, _ = new_card(profile)
         reader = CapReader(card.process)
         pin = bytearray(b"1234")
-        reader.code(cap.MODE_IDENTIFY, pin)  # warm up (first-use allocations)
+        reader.code(MODE_IDENTIFY, pin)  # warm up (first-use allocations)
         gc.collect()
         gc.disable()
         try:
             before = gc.mem_alloc()
-            reader.code(cap.MODE_TDS, pin, fields=("1234", "3101234567"))
+            reader.code(MODE_TDS, pin, fields=("1234", "3101234567"))
             used = gc.mem_alloc() - before
         finally:
             gc.enable()
