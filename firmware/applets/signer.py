@@ -39,7 +39,7 @@
 # 6A82 slot empty / no certificate; 6A86 bad slot; 6700 bad length; 6D00 bad INS; 6E00 bad CLA.
 import hashlib
 
-from applets import payload as _payload
+import ondemand
 from crypto import p256, sealed
 from crypto.devkey import device_key
 from crypto.hmac import hkdf, pbkdf2_sha256
@@ -357,7 +357,7 @@ class Signer:
         self._save_slot(slot, pub, blob, b"")
         return self._attest(slot, pub)
 
-    def _sign(self, slot, dek, p):
+    def _sign(self, slot, dek, raw):
         s = self.slot(slot)
         if s is None or not s[2]:
             raise SwError(SW_EMPTY)
@@ -366,7 +366,7 @@ class Signer:
             d = p256.private_from_bytes(sealed.unseal(dek, blob, self._slot_aad(slot, pub)))
         except (sealed.SealError, ValueError):
             raise SwError(SW_STATE)
-        return p256.sign(d, hashlib.sha256(p.raw).digest(), self.random(32))
+        return p256.sign(d, hashlib.sha256(raw).digest(), self.random(32))
 
     def status(self):
         """state pin_left pin_now puk_left puk_now, then a flags byte per slot (bit 0 key,
@@ -477,12 +477,13 @@ class Signer:
         if ins in (INS_GENERATE, INS_SIGN, INS_DELETE):
             slot = self._slot_arg(p2)
             pin, rest = self._take_pin(data)
-            p = None
             if ins == INS_SIGN:
-                try:
-                    p = _payload.parse(rest)
-                except _payload.PayloadError:
-                    raise SwError(SW_DATA)
+                # the parser only while it checks: the PIN check and the signature run without it
+                with ondemand.use("applets.payload") as payload:
+                    try:
+                        payload.parse(rest)
+                    except payload.PayloadError:
+                        raise SwError(SW_DATA)
                 s = self.slot(slot)
                 if s is None or not s[2]:
                     raise SwError(SW_EMPTY)
@@ -496,7 +497,7 @@ class Signer:
             if ins == INS_GENERATE:
                 return self._generate(slot, dek)
             if ins == INS_SIGN:
-                return self._sign(slot, dek, p)
+                return self._sign(slot, dek, rest)
             self.store.delete(slot_record(slot))
             return b""
         raise SwError(SW_INS)

@@ -6,10 +6,11 @@
 #
 # apps/key.py (resident) loads this module with ondemand.use("commands.key") while a SIGN runs
 # (commands.key_admin with it for the other commands and the MENU) and drops it after; with it
-# come the signing applet (applets/signer.py), the payload parser and its French rendering
-# (applets/payload.py), P-256, AES, HMAC and the sealed blobs. SIGN is the firmware's largest use:
-# it loads this one module and nothing it does not run (a second module in it fragments the
-# heap, hil_tests/test_cert_enrol.py; the administration code in it took 6 KB more at its peak).
+# come the signing applet (applets/signer.py), P-256, AES, HMAC and the sealed blobs; the payload
+# parser and its French rendering (applets/payload.py) only while a payload is checked and put
+# into lines for the screen. SIGN is the firmware's largest use: it loads this one module and
+# nothing it does not run (a second module in it fragments the heap,
+# hil_tests/test_cert_enrol.py; the administration code in it took 6 KB more at its peak).
 #
 # A KeyDialogues lives for one use: it makes the applet object from the resident KeyApp (store,
 # board); the per-power-up PIN/PUK failure counts stay in the KeyApp and go in and out of the
@@ -25,7 +26,7 @@
 # applet call, never a str.
 import asyncio
 
-from applets import payload as pl
+import ondemand
 from applets import signer as sg
 from link import LinkError
 from link.codes import (
@@ -229,7 +230,7 @@ class KeyCommands(KeyDialogues):
         super().__init__(app, req.keepalive, app.notice_ms)
         self.req = req
 
-    async def _sign(self, ui, slot, p):
+    async def _sign(self, ui, slot, lines, raw):
         candidates = [(i, s) for i, k, s in self.slots() if k and s]
         if slot != ANY_SLOT:
             candidates = [c for c in candidates if c[0] == slot]
@@ -238,7 +239,7 @@ class KeyCommands(KeyDialogues):
         blocked = self._check_pin_usable()
         if blocked:
             await self._pin_failure(ui, blocked)
-        await self._confirm(ui, pl.display(p), _SIGN_TITLE)
+        await self._confirm(ui, lines, _SIGN_TITLE)
         chosen = candidates[0]
         if len(candidates) > 1:
             await self.keepalive(KA_WAITING_FOR_USER)
@@ -247,7 +248,7 @@ class KeyCommands(KeyDialogues):
             if i is None:
                 raise Fail(ERR_DENIED if ui.cancelled else ERR_TIMEOUT)
             chosen = candidates[i]
-        sig = await self._with_pin(ui, sg.INS_SIGN, chosen[0], p.raw, (self.label(*chosen),))
+        sig = await self._with_pin(ui, sg.INS_SIGN, chosen[0], raw, (self.label(*chosen),))
         ui.show((_SIGNED,))
         return bytes((chosen[0],)) + sig
 
@@ -255,15 +256,24 @@ class KeyCommands(KeyDialogues):
     # (person) ----------------------------------------------------------------------------------
 
     def check_sign(self):
-        try:
-            pl.parse(self.req.payload)  # refused before anything is shown
-        except pl.PayloadError:
-            raise LinkError(ERR_INVALID_PARAMETER)
+        _display(self.req.payload)  # refused before anything is shown
         return ()
 
     async def person_sign(self):
         # parsed again in this use: an object of the previous use's module must not live on
-        return await self._sign(self.ui, ANY_SLOT, pl.parse(self.req.payload))
+        p = self.req.payload
+        return await self._sign(self.ui, ANY_SLOT, _display(p), p)
+
+
+def _display(payload):
+    # What the screen shows of a SIGN payload (plain strs), or INVALID_PARAMETER. The parser is
+    # loaded for this only: the PIN check and the signature run without it (the applet parses
+    # the same bytes again before it signs them, applets/signer.py).
+    with ondemand.use("applets.payload") as pl:
+        try:
+            return pl.display(pl.parse(payload))
+        except pl.PayloadError:
+            raise LinkError(ERR_INVALID_PARAMETER)
 
 
 # -- what apps/key.py calls, each with a KeyCommands (or a commands/key_admin.py KeyAdmin) of its own
