@@ -40,9 +40,6 @@
 import hashlib
 
 import ondemand
-from crypto import p256, sealed
-from crypto.devkey import device_key
-from crypto.hmac import hkdf, pbkdf2_sha256
 from micropython import const
 
 SLOTS = const(4)
@@ -189,6 +186,34 @@ class _PinState:
         return bytes(out)
 
 
+# The crypto of the commands that need it: loaded by them only (_Crypto), so that STATUS, READ
+# CERT and a SIGN's payload check run without its 9 KB, and the payload parser and the crypto
+# never share the heap.
+_CRYPTO = ("crypto.p256", "crypto.sealed", "crypto.devkey", "crypto.hmac")
+
+
+class _Crypto:
+    # `with signer._crypto() as c:` -> c.p256, c.sealed, c.devkey, c.hmac until the outermost
+    # such block ends (an inner one finds them loaded)
+    def __init__(self, signer):
+        self._signer = signer
+        self._use = None
+
+    def __enter__(self):
+        if self._signer._c is None:
+            self._use = ondemand.use(*_CRYPTO)
+            self.p256, self.sealed, self.devkey, self.hmac = self._use.__enter__()
+            self._signer._c = self
+        return self._signer._c
+
+    def __exit__(self, *exc):
+        if self._use is not None:
+            self._signer._c = None
+            self._use.release()
+            self._use = None
+        return False
+
+
 class Signer:
     def __init__(self, store, random, serial, firmware, kdf_iterations=KDF_ITERATIONS):
         self.store = store
@@ -201,6 +226,10 @@ class Signer:
         self.puk_fails = 0
         self._salt = None
         self._att_pub = None
+        self._c = None  # the crypto (_Crypto) while a command that needs it runs
+
+    def _crypto(self):
+        return _Crypto(self)
 
     # -- device identity -------------------------------------------------------------------
 
@@ -208,14 +237,16 @@ class Signer:
         """Makes the device secret (if none yet) and the attestation key if this device has none."""
         if self.store.load(_DEV_REC) is not None:
             return False
-        key = self._att_seal_key()  # makes S first: a crash after it only leaves S, reused next time
-        d, pub = p256.keygen(self.random)
-        blob = sealed.seal(key, p256.private_to_bytes(d), self.random(16), _AAD_ATT)
+        with self._crypto() as c:
+            # makes S first: a crash after it only leaves S, reused next time
+            key = self._att_seal_key()
+            d, pub = c.p256.keygen(self.random)
+            blob = c.sealed.seal(key, c.p256.private_to_bytes(d), self.random(16), _AAD_ATT)
         self.store.save(_DEV_REC, bytes((_DEV_FMT,)) + pub + blob)
         return True
 
     def _att_seal_key(self):
-        return device_key(self.store, self.random, b"capkey-attest-seal")
+        return self._c.devkey.device_key(self.store, self.random, b"capkey-attest-seal")
 
     def _device(self):
         """The salt of the KEKs; SW_STATE until the device is provisioned."""
@@ -224,21 +255,23 @@ class Signer:
             if rec is None or len(rec) != 1 + 65 + _DEK_BLOB or rec[0] != _DEV_FMT:
                 raise SwError(SW_STATE)
             self._att_pub = bytes(rec[1:66])
-            self._salt = device_key(self.store, self.random, b"capkey-kek-salt")
+            self._salt = self._c.devkey.device_key(self.store, self.random, b"capkey-kek-salt")
         return self._salt
 
     def attestation_public_key(self):
-        self._device()
+        with self._crypto():
+            self._device()
         return self._att_pub
 
     def _attest(self, slot, pub):
         self._device()
+        c = self._c
         rec = self.store.load(_DEV_REC)
-        d = p256.private_from_bytes(sealed.unseal(self._att_seal_key(), rec[66:], _AAD_ATT))
+        d = c.p256.private_from_bytes(c.sealed.unseal(self._att_seal_key(), rec[66:], _AAD_ATT))
         s = self.serial.encode()
         f = self.firmware.encode()
         stmt = ATTEST_MAGIC + bytes((ATTEST_VERSION, slot, len(s))) + s + bytes((len(f),)) + f + pub
-        sig = p256.sign(d, hashlib.sha256(stmt).digest(), self.random(32))
+        sig = c.p256.sign(d, hashlib.sha256(stmt).digest(), self.random(32))
         return stmt + sig
 
     # -- PIN and PUK -----------------------------------------------------------------------
@@ -256,8 +289,9 @@ class Signer:
         self.store.save(_PIN_REC, st.encode())
 
     def _kek(self, secret_digits, st, label):
-        stretched = pbkdf2_sha256(secret_digits, st.salt, st.iterations, 32)
-        return hkdf(stretched, self._device(), b"capkey-kek-" + label, 32)
+        h = self._c.hmac
+        stretched = h.pbkdf2_sha256(secret_digits, st.salt, st.iterations, 32)
+        return h.hkdf(stretched, self._device(), b"capkey-kek-" + label, 32)
 
     def _wipe(self):
         # Destroys every slot, then the DEK blobs (the order makes a crash midway harmless:
@@ -290,6 +324,7 @@ class Signer:
             st.pin_left = left
         self._save(st)
         kek = self._kek(value, st, b"puk" if puk else b"pin")
+        sealed = self._c.sealed
         try:
             dek = sealed.unseal(kek, st.dek_puk if puk else st.dek_pin, _AAD_PUK if puk else _AAD_PIN)
         except sealed.SealError:
@@ -317,7 +352,7 @@ class Signer:
 
     def _wrap(self, st, pin, dek):
         # The DEK sealed under a (new) PIN. PIN and PUK share the salt; HKDF's info separates them.
-        st.dek_pin = sealed.seal(self._kek(pin, st, b"pin"), dek, self.random(16), _AAD_PIN)
+        st.dek_pin = self._c.sealed.seal(self._kek(pin, st, b"pin"), dek, self.random(16), _AAD_PIN)
 
     def _setup(self, pin, puk):
         st = self.pin_state()
@@ -329,7 +364,7 @@ class Signer:
         st.salt = self.random(_SALT)
         dek = self.random(32)
         self._wrap(st, pin, dek)
-        st.dek_puk = sealed.seal(self._kek(puk, st, b"puk"), dek, self.random(16), _AAD_PUK)
+        st.dek_puk = self._c.sealed.seal(self._kek(puk, st, b"puk"), dek, self.random(16), _AAD_PUK)
         self._save(st)
 
     # -- slots -----------------------------------------------------------------------------
@@ -352,8 +387,10 @@ class Signer:
     def _generate(self, slot, dek):
         if self.slot(slot) is not None:
             raise SwError(SW_STATE)
-        d, pub = p256.keygen(self.random)
-        blob = sealed.seal(dek, p256.private_to_bytes(d), self.random(16), self._slot_aad(slot, pub))
+        c = self._c
+        d, pub = c.p256.keygen(self.random)
+        aad = self._slot_aad(slot, pub)
+        blob = c.sealed.seal(dek, c.p256.private_to_bytes(d), self.random(16), aad)
         self._save_slot(slot, pub, blob, b"")
         return self._attest(slot, pub)
 
@@ -362,11 +399,12 @@ class Signer:
         if s is None or not s[2]:
             raise SwError(SW_EMPTY)
         pub, blob, _ = s
+        c = self._c
         try:
-            d = p256.private_from_bytes(sealed.unseal(dek, blob, self._slot_aad(slot, pub)))
-        except (sealed.SealError, ValueError):
+            d = c.p256.private_from_bytes(c.sealed.unseal(dek, blob, self._slot_aad(slot, pub)))
+        except (c.sealed.SealError, ValueError):
             raise SwError(SW_STATE)
-        return p256.sign(d, hashlib.sha256(raw).digest(), self.random(32))
+        return c.p256.sign(d, hashlib.sha256(raw).digest(), self.random(32))
 
     def status(self):
         """state pin_left pin_now puk_left puk_now, then a flags byte per slot (bit 0 key,
@@ -451,15 +489,17 @@ class Signer:
             pin, rest = self._take_pin(data)
             if not _digits(rest, PUK_LEN, PUK_LEN):
                 raise SwError(SW_DATA)
-            self._setup(pin, rest)
+            with self._crypto():
+                self._setup(pin, rest)
             return b""
         if ins == INS_CHANGE:
             old, rest = self._take_pin(data)
             new, rest = self._take_pin(rest)
             if rest:
                 raise SwError(SW_LENGTH)
-            st, dek = self._check(old, False)
-            self._wrap(st, new, dek)
+            with self._crypto():
+                st, dek = self._check(old, False)
+                self._wrap(st, new, dek)
             self._save(st)
             return b""
         if ins == INS_RESET:
@@ -468,10 +508,11 @@ class Signer:
             new, rest = self._take_pin(data[PUK_LEN:])
             if rest:
                 raise SwError(SW_LENGTH)
-            st, dek = self._check(data[:PUK_LEN], True)
-            st.pin_left = PIN_TRIES
-            self.pin_fails = 0
-            self._wrap(st, new, dek)
+            with self._crypto():
+                st, dek = self._check(data[:PUK_LEN], True)
+                st.pin_left = PIN_TRIES
+                self.pin_fails = 0
+                self._wrap(st, new, dek)
             self._save(st)
             return b""
         if ins in (INS_GENERATE, INS_SIGN, INS_DELETE):
@@ -493,11 +534,12 @@ class Signer:
                 raise SwError(SW_EMPTY)
             elif ins == INS_GENERATE and self.slot(slot) is not None:
                 raise SwError(SW_STATE)
-            _, dek = self._check(pin, False)
-            if ins == INS_GENERATE:
-                return self._generate(slot, dek)
-            if ins == INS_SIGN:
-                return self._sign(slot, dek, rest)
+            with self._crypto():
+                _, dek = self._check(pin, False)
+                if ins == INS_GENERATE:
+                    return self._generate(slot, dek)
+                if ins == INS_SIGN:
+                    return self._sign(slot, dek, rest)
             self.store.delete(slot_record(slot))
             return b""
         raise SwError(SW_INS)

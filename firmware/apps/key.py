@@ -1,9 +1,10 @@
 # The certificate key of capkey, resident part: MENU entries, link handlers 0x40-0x48 and the state
 # that must live between uses. The MENU dialogues are in flows/key.py and the command bodies in
-# commands/key.py (SIGN) and commands/key_admin.py (the others), loaded with the signing applet, the payload rendering and the crypto
-# (P-256, AES, HMAC, sealed blobs) only while a flow or a command runs (firmware/ondemand.py), then
-# dropped so the other app's flows have the heap. Protocol: docs/protocol.md, "Certificate key
-# commands"; payloads and what the screen shows: docs/payloads.md.
+# commands/key.py (SIGN) and commands/key_admin.py (the others), loaded with the signing applet, the
+# payload rendering and the crypto (P-256, AES, HMAC, sealed blobs) only while a flow or a command
+# runs (firmware/ondemand.py), then dropped so the other app's flows have the heap. Protocol:
+# docs/protocol.md, "Certificate key commands"; payloads and what the screen shows:
+# docs/payloads.md.
 #
 # MENU: "Changer PIN", "Débloquer PIN" (with the PUK), "Certificats" (slots and subjects).
 # State kept here: the consecutive PIN and PUK failures since power-up (3 lock the key until it

@@ -276,7 +276,7 @@ def _display(payload):
             raise LinkError(ERR_INVALID_PARAMETER)
 
 
-# -- what apps/key.py calls, each with a KeyCommands (or a commands/key_admin.py KeyAdmin) of its own
+# -- what apps/key.py calls, each with a KeyCommands (or commands/key_admin.py's KeyAdmin) ----
 def now(app, name, req, cls=KeyCommands):
     """A command, or the checks of one, that does not need the person -> its reply, or the
     checked arguments of person()."""

@@ -54,7 +54,7 @@ async def run(s, req):
             async with ondemand.use("maintenance") as m:
                 await m.request(s.ui, s.board, req)
         asyncio.create_task(s.reboot_later())
-    else:  # SELFTEST: the panel, the keypad and the clocks, for `capkey doctor` (firmware/selftest.py)
+    else:  # SELFTEST: the panel, the keypad, the clocks, for `capkey doctor` (firmware/selftest.py)
         import ondemand
 
         async with ondemand.use("selftest") as t:
