@@ -12,7 +12,9 @@ Headroom (issue 14): at the peak of every flow, and of the demo's case (a key SI
 view polls SCREEN three times a second on a connection of its own), at least 25% of the heap must
 be free on the Pico profile. The ≤ 96 KB target stays as the stretch: each flow's ratio to it is
 printed. What a frozen build would save: the resident modules' code and names, imported alone in
-the same MicroPython (`_resident_code`); frozen, they run from flash and take no heap.
+the same MicroPython (`_resident_code`); frozen, they run from flash and take no heap. The names
+(qstrs) every module interns are never freed and the pools that hold them double: `_names` prints
+how many more fit before the next pool (see its docstring).
 
 Timing: a second simulator in the normal mode (the figures mode collects too often to time), same
 flash: the host presses OK after the PIN and polls the screen until the code is on it (host time,
@@ -245,6 +247,40 @@ def _resident_code() -> tuple[int, int]:
     return heap, pools[1] - pools[0]
 
 
+def _names() -> tuple[int, int, int]:
+    """(names interned once every firmware module has been loaded, how many more fit in the
+    qstr pools already made, the heap the next pool takes). MicroPython never frees an interned
+    name and makes each new pool twice the last one: a firmware that crosses the edge pays the
+    whole next pool at once (14 KB on this simulator), so the margin is printed next to the peaks.
+    The edge is found, not assumed: names are interned one by one until the heap jumps."""
+    tree = ROOT / "build" / "sim"
+    mods = sorted(
+        ".".join(p.relative_to(tree / "firmware").with_suffix("").parts)
+        for p in (tree / "firmware").rglob("*.mpy") if p.parent.name != "bench"
+    )
+    script = (
+        "import sys, gc, micropython\n"
+        f"sys.path[:0] = ['{tree}/boards/sim', '{tree}/boards', '{tree}/firmware']\n"
+        "import board\n"
+        f"for m in {mods!r}:\n"
+        "    __import__(m)\n"
+        "micropython.qstr_info()\n"
+        "o = object()\n"
+        "gc.collect(); last = gc.mem_alloc()\n"
+        "for i in range(100000):\n"
+        "    getattr(o, 'capkey_bench_%d' % i, None)\n"
+        "    gc.collect(); a = gc.mem_alloc()\n"
+        "    if a - last > 1024:\n"
+        "        print('pool', i, a - last); break\n"
+        "    last = a\n"
+    )
+    out = subprocess.run([micropython_binary(), "-X", "heapsize=4m", "-c", script],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    n = int(re.search(r"n_qstr=(\d+)", out).group(1))  # type: ignore[union-attr]
+    spare, pool = (int(x) for x in re.search(r"pool (\d+) (\d+)", out).groups())  # type: ignore[union-attr]
+    return n, spare, pool
+
+
 def _kb(n: int) -> str:
     return f"{n / 1024:6.1f} KB"
 
@@ -293,6 +329,9 @@ def _figures(flash: Path) -> None:
             print(f"resident code at idle: {_kb(code)} of the {_kb(idle.used)} in use (names "
                   f"{_kb(names)} of it), on this 64-bit simulator; a frozen build keeps it in "
                   "flash, and what the flows load on demand too")
+            n, spare, pool = _names()
+            print(f"interned names with every module loaded once: {n}; {spare} more fit before "
+                  f"the next qstr pool takes {_kb(pool)} for good")
         finally:
             dev.close()
             opdev.close()
