@@ -1,5 +1,5 @@
-"""The certificate key end to end on a fresh simulated device: provisioning, attested enrolment by
-the bank CA, then login, payment and batch signatures made on the device (shown, OK, PIN on the
+"""The certificate key end to end on a device at its first use (a fresh simulator, or a lab board
+with power control whose keys are wiped first): provisioning, attested enrolment by the bank CA, then login, payment and batch signatures made on the device (shown, OK, PIN on the
 keypad) and accepted by the bank's verifier; ANNULER, a wrong PIN, a non-canonical payload and
 revocation refused. (The pictures of these screens in docs/screens/ come from
 `python -m capkey_dev.screens`.)"""
@@ -25,7 +25,7 @@ from capkey.cert.verifier import (
 from capkey.link.errors import LinkError, PinInvalid, ProtocolError
 from capkey.link.key import Cmd, KeyClient, KeyState, enrol
 
-pytestmark = pytest.mark.sim_only  # a fresh simulator of its own (new_sim)
+pytestmark = pytest.mark.destructive
 
 PIN = "135790"
 PUK = "24680135"
@@ -34,11 +34,10 @@ IBAN = "FR7630006000011234567890189"
 
 
 @pytest.fixture
-def bank(new_sim, operator_for, connect, tmp_path):
-    """A fresh device, provisioned in a new bank CA and enrolled in slot 0 for 123456789/01."""
-    sim = new_sim()
-    op = operator_for(sim)
-    dev = connect(sim.url)
+def bank(key_board, tmp_path):
+    """The device's certificate key at its first use (conftest.py key_board), provisioned in a new
+    bank CA and enrolled in slot 0 for 123456789/01."""
+    op, dev = key_board.op, key_board.dev
     key = KeyClient(dev)
     now = dt.datetime.now(dt.UTC)
     ca = CertificateAuthority.create(
@@ -59,10 +58,7 @@ def bank(new_sim, operator_for, connect, tmp_path):
     op.wait_for_text("Confirmez le code PUK")
     op.press(PUK + "D")
     cert = job.join()
-    try:
-        yield sim, op, dev, key, ca, cert
-    finally:
-        dev.close()
+    return op, dev, key, ca, cert
 
 
 def _sign_on_device(op, key, fields, *, title: str, pin: str = PIN):
@@ -91,7 +87,7 @@ def _verify(ca, cert, fields, payload, signature, **changes):
 
 
 def test_enrolment_is_attested_and_loaded(bank):
-    _, _, _, key, ca, cert = bank
+    _, _, key, ca, cert = bank
     status = key.status()
     assert status.state is KeyState.ACTIVE
     assert status.slots[0].certified and status.slots[0].subject == cert.subject.public_bytes()
@@ -107,7 +103,7 @@ def test_enrolment_is_attested_and_loaded(bank):
 
 
 def test_payment_signed_on_the_device_is_accepted_by_the_bank(bank):
-    sim, op, _, key, ca, cert = bank
+    op, _, key, ca, cert = bank
     fields = P.PaymentPayload(secrets.token_bytes(32), 125000, "EUR", IBAN, "ACME SARL")
     job = InThread(key.sign, fields.to_bytes())
     op.wait_for_text("Virement")
@@ -127,7 +123,7 @@ def test_payment_signed_on_the_device_is_accepted_by_the_bank(bank):
 
 
 def test_login_and_batch_signatures(bank):
-    _, op, _, key, ca, cert = bank
+    op, _, key, ca, cert = bank
     login = P.LoginPayload(secrets.token_bytes(32), ORIGIN, "123456789", "01")
     job, _ = _sign_on_device(op, key, login, title="Connexion à")
     _, signature = job.join()
@@ -142,7 +138,7 @@ def test_login_and_batch_signatures(bank):
 
 
 def test_annuler_aborts_and_a_wrong_pin_counts(bank):
-    _, op, _, key, _, _ = bank
+    op, _, key, _, _ = bank
     fields = P.OperationPayload(secrets.token_bytes(32), P.Purpose.MANAGE_PAYEES, "op-7")
     job = InThread(key.sign, fields.to_bytes())
     op.wait_for_text("Gestion des destinataires")
@@ -159,7 +155,7 @@ def test_annuler_aborts_and_a_wrong_pin_counts(bank):
 
 
 def test_non_canonical_payload_is_refused_before_anything_is_shown(bank):
-    _, op, dev, _, _, _ = bank
+    op, dev, _, _, _ = bank
     raw = bytearray(P.PaymentPayload(bytes(32), 1, "EUR", IBAN, "X").to_bytes())
     raw[-27 - 2] ^= 0x20  # an IBAN letter in lower case
     with pytest.raises(ProtocolError) as info:
@@ -169,7 +165,7 @@ def test_non_canonical_payload_is_refused_before_anything_is_shown(bank):
 
 
 def test_revoked_certificate_is_refused(bank):
-    _, op, _, key, ca, cert = bank
+    op, _, key, ca, cert = bank
     fields = P.LoginPayload(secrets.token_bytes(32), ORIGIN, "123456789", "01")
     job, _ = _sign_on_device(op, key, fields, title="Connexion à")
     _, signature = job.join()

@@ -50,11 +50,12 @@ def _suite(*args: str) -> tuple[dict[str, int], str]:
 
 def test_the_board_tests_pass_on_the_labgrid_place(rig):
     counts, out = _suite("--lg-env", str(rig.env))
-    assert counts.get("passed", 0) >= 19, out[-2000:]  # the key tests included
+    assert counts.get("passed", 0) >= 25, out[-2000:]  # the key and enrolment tests included
     # the power cuts went through labgrid's power driver: the power-up test, and the key tests
     # whose board is wiped with eight wrong PUKs and power cycles (key_support.wipe_keys)
     assert "PASSED hil_tests/test_home.py::test_power_up_shows_choisir_la_fonction" in out, out
     assert "PASSED hil_tests/test_key_pin.py::test_blocked_puk_wipes_every_key_and_says_so" in out
+    assert "PASSED hil_tests/test_cert_enrol.py::test_revoked_certificate_is_refused" in out
     assert "needs power control" not in out, out[-2000:]
 
 
