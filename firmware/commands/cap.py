@@ -40,7 +40,7 @@ from link.codes import (
 )
 from micropython import const
 from ui import i18n
-from ui.inputs import format_amount
+from ui.screen import format_amount
 
 _NOTICE_MS = const(3000)  # a refusal's notice must not hold the reply for long
 

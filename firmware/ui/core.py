@@ -8,13 +8,14 @@
 # started (CODE, SIGN, an app's menu entry) finishes first, so a host cannot break into a PIN
 # entry (flows time out). Giving the lock back redraws the home screen.
 #
-# The input primitives (digits, amount, choose, confirm, message) are in inputs.py, the home
-# loop and the MENU in shell.py; Ui combines them.
+# The input primitives (digits, amount, choose, confirm, message) are in inputs.py, loaded while
+# one runs (firmware/ondemand.py); the home loop and the MENU in shell.py, mixed into Ui.
 import asyncio
 from time import ticks_diff, ticks_ms
 
+import ondemand
+
 from . import i18n
-from .inputs import Inputs
 from .keyqueue import KeyQueue
 from .screen import COLS, LEFT, ROWS, Screen, wrap
 from .shell import Shell
@@ -34,7 +35,7 @@ class _Foreground:
         return False
 
 
-class Ui(Shell, Inputs):
+class Ui(Shell):
     IDLE_MS = 60000  # home screen blanks after this long without a key
     INPUT_MS = 60000  # default inactivity timeout of the input primitives
     NOTICE_MS = 2000  # how long "Opération annulée" / "Erreur" stay before the home screen
@@ -71,6 +72,27 @@ class Ui(Shell, Inputs):
     def add_menu_item(self, label, flow):
         """Add an entry to the MENU (#) list after "Infos appareil"."""
         self._menu_items.append((label, flow))
+
+    # --- input primitives (ui/inputs.py has their arguments and what they return) ---------
+
+    async def _input(self, name, args, kw):
+        async with ondemand.use("ui.inputs") as m:
+            return await getattr(m, name)(self, *args, **kw)
+
+    def digits(self, *args, **kw):
+        return self._input("digits", args, kw)
+
+    def amount(self, *args, **kw):
+        return self._input("amount", args, kw)
+
+    def choose(self, *args, **kw):
+        return self._input("choose", args, kw)
+
+    def confirm(self, *args, **kw):
+        return self._input("confirm", args, kw)
+
+    def message(self, *args, **kw):
+        return self._input("message", args, kw)
 
     # --- screen --------------------------------------------------------------------------
 

@@ -200,3 +200,22 @@ class Screen:
         while n and not rows[n - 1]:
             n -= 1
         return rows[:n]
+
+
+def format_amount(minor, decimals=2):
+    """1250 -> "12,50"; 125000 -> "1 250,00" (French grouping, decimal comma)."""
+    sign = ""
+    if minor < 0:
+        sign = "-"
+        minor = -minor
+    p = 10**decimals
+    units, frac = divmod(minor, p)
+    s = str(units)
+    i = len(s) % 3 or 3
+    out = s[:i]
+    while i < len(s):
+        out += " " + s[i : i + 3]
+        i += 3
+    if decimals:
+        out += "," + str(p + frac)[1:]
+    return sign + out

@@ -1,7 +1,6 @@
 import framebuf
 
-from ui.inputs import format_amount
-from ui.screen import PITCH, ROWS, Screen, wrap
+from ui.screen import PITCH, ROWS, Screen, format_amount, wrap
 from ui.test_fakeboard import FakeDisplay
 
 
