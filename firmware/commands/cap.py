@@ -1,45 +1,46 @@
-# The CAP reader function's link command bodies (0x20-0x25, docs/protocol.md "CAP commands") and
-# the pieces its keypad dialogues share with them (the card, the PIN prompt, the code on screen,
-# the notice of a refusal: flows/cap.py imports them from here), loaded on demand.
+# The CAP reader function's link command bodies (0x20-0x25, docs/protocol.md "CAP commands"),
+# loaded on demand.
 #
 # apps/cap.py (resident) loads this module with ondemand.use("commands.cap") while a command runs
-# (flows/cap.py with it, while a keypad flow runs) and drops it after; with it come the soft card
-# (applets/emv_card.py), DES and the MACs. The reader state machine (reader/cap.py) is loaded by
-# code() only while the card computes, after the card's secrets are unsealed: the reader and the
-# sealing code (AES, HMAC) never share the heap, whose peak they set together. The shared
-# pieces live here, not in a module of their own, so that a command loads one module: each module
-# more in a use leaves more holes in the heap (commands/key.py). Every function takes the
-# resident CapApp (`app`: ui, store, the PC/SC switch and the card it holds while the mode is on)
-# and returns plain values (str, bytes, tuples of labels), never an object of these modules, so
-# that nothing of them outlives the use. A command that needs the person is checked first in a
-# use of its own (wipe_check, get_code_check), then runs its dialogue in another once
-# apps/cap.py holds the screen.
-#
-# The PIN is typed on the keypad only (except the issuer's PERSONALISE, at the factory): the
-# digits live in a bytearray wiped after the VERIFY, never in a str, never on the screen.
-# Wrong PIN: the screen says "Code PIN incorrect" and the tries left (docs/cap.md §10.5).
-from time import ticks_diff, ticks_ms
-
-import ondemand
+# and drops it after; with it come commands/cap_code.py (the card, the PIN prompt, the code on
+# screen, the notice of a refusal: the keypad dialogues of flows/cap.py load it without this
+# module), the soft card (applets/emv_card.py), DES and the MACs. The reader state machine
+# (reader/cap.py) is loaded by cap_code.code() only while the card computes, after the card's
+# secrets are unsealed: the reader and the sealing code (AES, HMAC) never share the heap, whose
+# peak they set together. Every function takes the resident CapApp (`app`: ui, store, the PC/SC
+# switch and the card it holds while the mode is on) and returns plain values (str, bytes, tuples
+# of labels), never an object of these modules, so that nothing of them outlives the use. A
+# command that needs the person is checked first in a use of its own (wipe_check,
+# get_code_check), then runs its dialogue in another once apps/cap.py holds the screen.
 import reader
 from applets import emv_card
-from applets.emv_card import CardStateError, EmvCard
+from applets.emv_card import CardStateError
+from commands.cap_code import (
+    AMOUNT,
+    CHALLENGE,
+    RESPOND,
+    SIGNATURE,
+    TDS,
+    Refused,
+    ask_pin,
+    card,
+    code,
+    mask_pan,
+    personalised,
+    zero,
+)
 from link import LinkError
 from link.codes import (
     ERR_ALREADY_PERSONALISED,
     ERR_DENIED,
-    ERR_INTERNAL,
     ERR_INVALID_PARAMETER,
     ERR_NOT_PERSONALISED,
-    ERR_PIN_BLOCKED,
-    ERR_PIN_INVALID,
     ERR_TIMEOUT,
     ERR_WRONG_STATE,
     KA_PROCESSING,
     KA_WAITING_FOR_USER,
 )
 from micropython import const
-from ui import i18n
 from ui.screen import format_amount
 
 _NOTICE_MS = const(3000)  # a refusal's notice must not hold the reply for long
@@ -52,90 +53,6 @@ STATE_ERROR = const(2)  # the card records cannot be read: only WIPE helps
 _IDENTIFY = const("Identification")
 _ERASE_ASK = const("Effacer la carte ?")
 _CONNECTED = const("Demande de l'ordinateur")
-
-# labels the keypad dialogues show too
-RESPOND = "Réponse"
-SIGNATURE = "Signature"
-TDS = "Signer données"
-CHALLENGE = "Code défi"
-AMOUNT = "Montant"
-CARD_ERROR = "Erreur carte"
-TRIES = "Essais restants"
-
-_CARD_REFUSED = const("Carte refusée")
-_CALL_BANK = const("Contactez votre banque")
-
-
-# -- the card, the PIN and the code: the keypad dialogues (flows/cap.py) use them too ---------
-def mask_pan(pan):
-    """BCD PAN (F-padded) -> "476173******0010": first 6 and last 4 digits."""
-    digits = ""
-    for b in pan:
-        for d in (b >> 4, b & 15):
-            if d < 10:
-                digits += chr(48 + d)
-    n = len(digits)
-    return digits[:6] + "*" * (n - 10) + digits[-4:] if n > 10 else "*" * n
-
-
-def zero(buf):
-    for i in range(len(buf)):
-        buf[i] = 0
-
-
-def card(app):
-    """The soft card: the one the PC/SC mode holds, or one loaded from the store now; None when
-    its records cannot be read (store.CorruptRecord or an inconsistent state: only WIPE helps)."""
-    if app.card is not None:
-        return app.card
-    try:
-        return EmvCard(app.store)
-    except MemoryError:
-        raise  # no heap to open the sealed record now: busy, not unreadable
-    except Exception:
-        return None
-
-
-def personalised(c):
-    return c is not None and c.personalised
-
-
-def ask_pin(ui):
-    """The card PIN on the keypad (awaitable) -> bytearray the caller wipes, or None."""
-    return ui.digits(i18n.PIN, 4, 12, masked=True)
-
-
-class Refused(Exception):
-    """The card gave no code: `lines` tell the person why, `error` and `payload` the host."""
-
-    def __init__(self, lines, error, payload=b""):
-        self.lines = lines
-        self.error = error
-        self.payload = payload
-
-
-def code(app, ui, c, mode, pin, challenge=None, amount=None, fields=None):
-    """The card computes, the code goes on screen -> the code as str; Refused when the card
-    gives none (a wrong PIN, a blocked one, a declined or broken card)."""
-    t0 = ticks_ms()
-    ui.show((i18n.WAIT,))
-    c.power_on()
-    c.open()
-    with ondemand.use("reader.cap") as rd:
-        try:
-            text = str(rd.CapReader(c.process).code(mode, pin, challenge, amount, fields))
-        except rd.WrongPin as e:
-            n = e.tries_left
-            raise Refused((i18n.PIN_WRONG, TRIES + " : %d" % n), ERR_PIN_INVALID, bytes((n,)))
-        except rd.PinBlocked:
-            raise Refused((i18n.PIN_BLOCKED, _CALL_BANK), ERR_PIN_BLOCKED)
-        except rd.ReaderError as e:
-            declined = e.reason == rd.ReaderError.DECLINED
-            raise Refused((_CARD_REFUSED if declined else CARD_ERROR,), ERR_INTERNAL)
-    ui.show(*app.code_screen(text))
-    app.last_code_ms = ticks_diff(ticks_ms(), t0)
-    return text
-
 
 # -- the commands ---------------------------------------------------------------------------
 def _group(s):

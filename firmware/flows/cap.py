@@ -1,12 +1,12 @@
 # The CAP reader function's keypad dialogues, loaded on demand.
 #
 # apps/cap.py (resident) loads this module with ondemand.use("flows.cap") while a keypad flow
-# runs and drops it after; with it come commands/cap.py (the card, the PIN prompt, the code, the
-# refusal notices: the pieces the link commands use too), the soft card and DES (the reader while
-# the card computes).
+# runs and drops it after; with it come commands/cap_code.py (the card, the PIN prompt, the code,
+# the refusal notices: the pieces the link commands use too), the soft card and DES (the reader
+# while the card computes).
 import reader
 from applets import emv_card
-from commands import cap
+from commands import cap_code as cap
 from micropython import const
 
 _NOTICE_MS = const(5000)  # a notice on the keypad stays until OK or this long
