@@ -6,7 +6,7 @@
 # while the card computes).
 import reader
 from applets import emv_card
-from commands import cap_code as cap
+from commands import cap_code
 from micropython import const
 
 _NOTICE_MS = const(5000)  # a notice on the keypad stays until OK or this long
@@ -22,49 +22,49 @@ _PCSC_ASK = const("Activer le lecteur PC/SC ? L'ordinateur pourra parler à la c
 
 
 async def _needs_card(ui, c):
-    if cap.personalised(c):
+    if cap_code.personalised(c):
         return True
-    await ui.message((cap.CARD_ERROR if c is None else _NO_CARD,), timeout_ms=_NOTICE_MS)
+    await ui.message((cap_code.CARD_ERROR if c is None else _NO_CARD,), timeout_ms=_NOTICE_MS)
     return False
 
 
 async def _run(app, ui, c, mode, challenge=None, amount=None, fields=None):
     # PIN on the keypad, the code on screen -> the code, or None (the reason was shown)
-    pin = await cap.ask_pin(ui)
+    pin = await cap_code.ask_pin(ui)
     if pin is None:
         return None
     try:
-        return cap.code(app, ui, c, mode, pin, challenge, amount, fields)
-    except cap.Refused as r:
+        return cap_code.code(app, ui, c, mode, pin, challenge, amount, fields)
+    except cap_code.Refused as r:
         await ui.message(r.lines, timeout_ms=_NOTICE_MS)
         return None
     finally:
-        cap.zero(pin)
+        cap_code.zero(pin)
 
 
 # -- each flow returns the code to leave on screen, or None ---------------------------------
 async def code_flow(app, ui):
-    c = cap.card(app)
+    c = cap_code.card(app)
     if not await _needs_card(ui, c):
         return None
     return await _run(app, ui, c, reader.MODE_IDENTIFY)
 
 
 async def sign_flow(app, ui):
-    c = cap.card(app)
+    c = cap_code.card(app)
     if not await _needs_card(ui, c):
         return None
-    i = await ui.choose(_SIGN, (cap.RESPOND, cap.SIGNATURE, cap.TDS))
+    i = await ui.choose(_SIGN, (cap_code.RESPOND, cap_code.SIGNATURE, cap_code.TDS))
     if i is None:
         return None
     challenge = amount = fields = None
     if i in (0, 1):
-        d = await ui.digits(cap.CHALLENGE, 1, 8)
+        d = await ui.digits(cap_code.CHALLENGE, 1, 8)
         if d is None:
             return None
         challenge = str(d, "ascii")
     if i == 1:
-        v = await ui.amount(cap.AMOUNT, max_digits=12)
+        v = await ui.amount(cap_code.AMOUNT, max_digits=12)
         if v is None:
             return None
         amount = str(v)
@@ -85,13 +85,13 @@ async def sign_flow(app, ui):
 
 def card_lines(app, ui):
     """What the "Carte CAP" menu entry shows: (lines, title)."""
-    c = cap.card(app)
-    if not cap.personalised(c):
-        return (cap.CARD_ERROR if c is None else _NO_CARD,), None
+    c = cap_code.card(app)
+    if not cap_code.personalised(c):
+        return (cap_code.CARD_ERROR if c is None else _NO_CARD,), None
     lines = (
         emv_card.PROFILE_NAMES[c.profile_id],
-        cap.mask_pan(c.pan),
-        cap.TRIES + " : %d/%d" % (c.tries, c.try_limit),
+        cap_code.mask_pan(c.pan),
+        cap_code.TRIES + " : %d/%d" % (c.tries, c.try_limit),
         "ATC : %d" % c.atc,
     )
     return lines, None
@@ -104,5 +104,5 @@ async def pcsc_menu(app, ui):
         return
     if await ui.confirm((_PCSC_ASK,), title=_PCSC_MENU):
         # the card stays in RAM while the mode is on: its transaction state lives between APDUs
-        app.pcsc_start(cap.card(app), __name__)
+        app.pcsc_start(cap_code.card(app), __name__)
         await ui.message((_PCSC_ON,), timeout_ms=_NOTICE_MS)
