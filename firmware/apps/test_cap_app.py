@@ -134,6 +134,43 @@ async def test_keypad_code_and_sign_flows_give_the_vector_codes():
     await _stop(ctx, task)
 
 
+async def test_the_reader_and_the_sealing_code_never_share_the_heap():
+    # Together they set the CAP flows' peak: cap_code.code() unseals the card (EmvCard.open) before
+    # it loads the reader. What is loaded is noted at every on-demand load of a keypad code.
+    import sys
+
+    import ondemand
+
+    seen = []
+    real = ondemand.Use._load
+
+    def spy(use):
+        mods = real(use)
+        seen.append(("reader.cap" in sys.modules, "crypto.sealed" in sys.modules,
+                     "ui.inputs" in sys.modules))
+        return mods
+
+    ctx, app, task = await _start()
+    await _personalise(ctx)
+    ondemand.Use._load = spy
+    try:
+        ctx.board.press("A1234")
+        await settle()
+        ctx.board.press("D")
+        await until(lambda: "Votre code" in text(ctx.ui))
+    finally:
+        ondemand.Use._load = real
+    reader_loads = [s for s in seen if s[0]]
+    if not reader_loads or not any(s[1] for s in seen):
+        raise AssertionError("no reader or no unsealing seen: %r" % seen)
+    if any(s[1] for s in reader_loads):
+        raise AssertionError("the sealing code was still loaded with the reader: %r" % seen)
+    if any(s[2] for s in reader_loads):
+        raise AssertionError("the PIN entry was still loaded with the reader: %r" % seen)
+    ctx.board.press("D")
+    await _stop(ctx, task)
+
+
 async def test_wrong_pin_says_so_then_blocks():
     ctx, app, task = await _start()
     await _personalise(ctx, 1)

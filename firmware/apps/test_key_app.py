@@ -165,6 +165,40 @@ async def test_enrol_and_sign_through_the_keypad():
     await _stop(ctx, task)
 
 
+async def test_the_payload_parser_and_the_signing_crypto_never_share_the_heap():
+    # The applet checks a SIGN payload with the parser loaded, then loads its crypto for the PIN
+    # check and the signature (signer.py, _Crypto): what is loaded is noted at every on-demand load.
+    import sys
+
+    import ondemand
+
+    ctx, app, task = await _start()
+    _, _ = await _generate_first(ctx, 0)
+    pub = (await _call(ctx, app_key.CMD_STATUS))[9:74]
+    await _load(ctx, 0, _cert(pub, "Alice Martin"))
+    seen = []
+    real = ondemand.Use._load
+
+    def spy(use):
+        mods = real(use)
+        seen.append(("applets.payload" in sys.modules, "crypto.sealed" in sys.modules))
+        return mods
+
+    ondemand.Use._load = spy
+    try:
+        t = await _sign(ctx, _payload("payment"))
+        await until(lambda: t.done())
+        if len(await t) != 65:
+            raise AssertionError("no signature")
+    finally:
+        ondemand.Use._load = real
+    if not any(s[0] for s in seen) or not any(s[1] for s in seen):
+        raise AssertionError("no parser or no crypto seen: %r" % seen)
+    if (True, True) in seen:
+        raise AssertionError("the parser and the crypto were loaded together: %r" % seen)
+    await _stop(ctx, task)
+
+
 async def test_payment_screen_cancel_wrong_pin_and_refusals():
     ctx, app, task = await _start()
     att, _ = await _generate_first(ctx, 0)
