@@ -17,11 +17,9 @@
 #               instead of the link, boards/sim/repl.py)
 #   launcher    CAPKEY_SIM_PARENT=pid: the simulator exits when that process is gone
 #
-# Crash injection ("pulling the USB plug"): with CAPKEY_CRASH_AT=N in the environment, the Nth
-# call of store.write_point kills the process on the spot with SIGKILL (no finally blocks, no
-# atexit, no flush); CAPKEY_CRASH_TAG=prefix counts only the points whose tag starts with it.
-# The unix port has no os._exit and this build no ffi, so the kill goes through the shell:
-# os.system("kill -KILL $PPID"), where $PPID of the shell is this process.
+# Crash injection ("pulling the USB plug", boards/sim/crash.py, loaded only when asked for): with
+# CAPKEY_CRASH_AT=N in the environment, the Nth call of store.write_point kills the process on
+# the spot with SIGKILL; CAPKEY_CRASH_TAG=prefix counts only the points whose tag starts with it.
 #
 # Heap figures (CAPKEY_HEAP_STATS=1, capkey_dev.sim's heap_stats=True, for benchmarks): the garbage
 # collector runs after every HEAP_STATS_THRESHOLD bytes allocated, and the heap in use is noted
@@ -72,14 +70,6 @@ class SimDisplay(framebuf.FrameBuffer):
                 self.panel[i] = 0
 
 
-def _pull_plug(tag):
-    sys.stderr.write("capkey-sim: plug pulled at write point " + tag + "\n")
-    os.system("kill -KILL $PPID")
-    # still here: the shell could not kill us; this is not a faithful crash any more
-    sys.stderr.write("capkey-sim: SIGKILL failed, exiting\n")
-    raise SystemExit(70)
-
-
 def _sampling(sample, then=None):
     # a write-point hook that notes the heap, then passes the tag on (crash injection)
     def hook(tag):
@@ -90,31 +80,14 @@ def _sampling(sample, then=None):
     return hook
 
 
-class CrashCounter:
-    """Write-point hook: calls die(tag) at the Nth write point whose tag starts with prefix."""
-
-    def __init__(self, at, prefix="", die=_pull_plug):
-        self.at = at
-        self.prefix = prefix
-        self.die = die
-        self.count = 0
-
-    def __call__(self, tag):
-        if self.prefix and not tag.startswith(self.prefix):
-            return
-        self.count += 1
-        if self.count == self.at:
-            self.die(tag)
-
-
-def crash_hook_from_env(die=_pull_plug):
-    at = os.getenv("CAPKEY_CRASH_AT")
-    if not at:
+def crash_hook_from_env(die=None):
+    """The write-point hook CAPKEY_CRASH_AT asks for (boards/sim/crash.py, loaded only then), or
+    None."""
+    if not os.getenv("CAPKEY_CRASH_AT"):
         return None
-    n = int(at)
-    if n < 1:
-        raise ValueError("CAPKEY_CRASH_AT counts from 1")
-    return CrashCounter(n, os.getenv("CAPKEY_CRASH_TAG") or "", die)
+    import crash
+
+    return crash.from_env(die)
 
 
 def _exists(path):
@@ -203,7 +176,7 @@ class SimBoard:
     def keys_held(self):
         return os.getenv("CAPKEY_SIM_HELD_KEYS") or ""  # checked by the launcher
 
-    def install_crash_hook(self, die=_pull_plug, hook=None):
+    def install_crash_hook(self, die=None, hook=None):
         """Arms CAPKEY_CRASH_AT / CAPKEY_CRASH_TAG on store.write_point (or the given hook, when
         boards/sim/main.py shares one counter with firmware/slots.py); returns the hook."""
         import store

@@ -3,6 +3,7 @@ import asyncio
 import os
 
 import board
+import crash
 import framebuf
 from catalog import BOARD_HEAP
 
@@ -114,7 +115,7 @@ async def test_inject_key_reaches_the_keypad():
 
 def test_crash_counter_counts_only_the_tag_prefix():
     dead = []
-    hook = board.CrashCounter(3, "pin", dead.append)
+    hook = crash.CrashCounter(3, "pin", dead.append)
     for tag in ("atc:begin", "pin:begin", "atc:torn", "pin:torn", "card:begin", "pin:synced"):
         hook(tag)
     if dead != ["pin:synced"]:
@@ -123,7 +124,7 @@ def test_crash_counter_counts_only_the_tag_prefix():
     if dead != ["pin:synced"]:
         raise AssertionError("dies once")
     dead2 = []
-    every = board.CrashCounter(2, "", dead2.append)
+    every = crash.CrashCounter(2, "", dead2.append)
     every("a:begin")
     every("b:begin")
     if dead2 != ["b:begin"]:
