@@ -49,7 +49,6 @@ _MIN_SET = const((0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37))  # 
 _ARC = const(0x8A)
 _Z3 = const(b"Z3")
 _CVN_VISA_10 = const(10)  # VIS CVN 10: retail MAC under the UDK, CVR of 4; else M/Chip CVN 16
-PROFILE_NAMES = {i: p[0] for i, p in CAP_PROFILES.items()}
 
 # status words
 SW_OK = const(0x9000)
@@ -232,8 +231,8 @@ class EmvCard:
         self.pan = f[0x5A]
         self.psn = f[0x5F34][0]
         self.try_limit = f[0xDF04][0]
-        _, self.aid, self.label, self._cvn, self._fmt, self._cdol1, self._iaf, self._ipb, _ = (
-            CAP_PROFILES[self.profile_id])
+        (self.profile_name, self.aid, self.label, self._cvn, self._fmt, self._cdol1, self._iaf,
+         self._ipb, _) = CAP_PROFILES[self.profile_id]
         self._cdol2 = b"\x8a\x02" + self._cdol1
         self._len1 = tlv.dol_length(self._cdol1)
         self._len2 = self._len1 + 2

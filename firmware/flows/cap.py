@@ -5,7 +5,6 @@
 # the refusal notices: the pieces the link commands use too), the soft card and DES (the reader
 # while the card computes).
 import reader
-from applets import emv_card
 from commands import cap_code
 from micropython import const
 
@@ -89,7 +88,7 @@ def card_lines(app, ui):
     if not cap_code.personalised(c):
         return (cap_code.CARD_ERROR if c is None else _NO_CARD,), None
     lines = (
-        emv_card.PROFILE_NAMES[c.profile_id],
+        c.profile_name,
         cap_code.mask_pan(c.pan),
         cap_code.TRIES + " : %d/%d" % (c.tries, c.try_limit),
         "ATC : %d" % c.atc,
