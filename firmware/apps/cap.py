@@ -1,8 +1,8 @@
 # The CAP reader function of capkey, resident part: home keys, MENU entries, link handlers 0x20-0x3F
 # and the state that must live between uses. The keypad dialogues are in flows/cap.py and the
-# command bodies in commands/cap.py, loaded with the soft card, the reader and DES only while a
-# flow or a command runs (firmware/ondemand.py), then dropped so the other app's flows have the
-# heap.
+# command bodies in commands/cap.py (GET_CODE) and commands/cap_card.py (the others), loaded with
+# the soft card, the reader and DES only while a flow or a command runs (firmware/ondemand.py),
+# then dropped so the other app's flows have the heap.
 #
 # Home keys: A CODE (Identify), B SIGN (Réponse / Signature / Signer des données).
 # MENU: "Carte CAP" (profile, masked PAN, tries left, ATC), "Lecteur PC/SC" (lets the host send
@@ -36,7 +36,8 @@ CODE_SHOW_MS = 60000  # the code stays on screen until OK or this long
 PCSC_IDLE_MS = 600000  # PC/SC mode switches itself off after this long without an APDU
 
 FLOWS = "flows.cap"
-COMMANDS = "commands.cap"
+COMMANDS = "commands.cap"  # GET_CODE
+CARD_COMMANDS = "commands.cap_card"  # the others
 _CODE = const("CODE")
 _SIGN = const("SIGN")
 _YOUR_CODE = const("Votre code")
@@ -119,7 +120,7 @@ class CapApp:
 
     # -- keypad flows ------------------------------------------------------------------------
     def code_screen(self, text):
-        """(lines, title) of the screen that shows a code: drawn by commands/cap.py as soon as
+        """(lines, title) of the screen that shows a code: drawn by commands/cap_code.py as soon as
         the card gives the code, then kept on by _show_code, the same pixels."""
         return ("", text, "", i18n.HINT_OK), _YOUR_CODE
 
@@ -149,10 +150,10 @@ class CapApp:
             await f.pcsc_menu(self, ui)
 
     # -- link commands -----------------------------------------------------------------------
-    async def _now(self, name, req):
+    async def _now(self, name, req, module=CARD_COMMANDS):
         # a command that does not need the person: load, run, drop
         try:
-            async with ondemand.use(COMMANDS) as c:
+            async with ondemand.use(module) as c:
                 return getattr(c, name)(self, req)
         except MemoryError:
             raise LinkError(ERR_BUSY)
@@ -179,13 +180,13 @@ class CapApp:
         ui = self.ui
         async with ui.foreground():
             try:
-                async with ondemand.use(COMMANDS) as c:
+                async with ondemand.use(CARD_COMMANDS) as c:
                     return await c.wipe(self, ui, req)
             except MemoryError:
                 raise LinkError(ERR_BUSY)
 
     async def _get_code(self, req):
-        args = await self._now("get_code_check", req)
+        args = await self._now("get_code_check", req, COMMANDS)
         ui = self.ui
         async with ui.foreground():
             try:
@@ -209,7 +210,7 @@ def install(ctx):
     # Each loaded once and dropped at boot: the names these modules intern (qstrs, never freed)
     # find room now, at the bottom of a young heap, instead of in the middle of a fragmented one
     # at the first CODE; and ondemand learns what a load of each takes.
-    for name in (COMMANDS, FLOWS):
+    for name in (COMMANDS, CARD_COMMANDS, FLOWS):
         with ondemand.use(name):
             pass
     ui = ctx.ui

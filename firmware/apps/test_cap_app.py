@@ -6,6 +6,7 @@ import asyncio
 # after, compiling the sources again every time in a heap the earlier compilations fragmented.
 # The simulator and the boards run .mpy files; firmware/test_ondemand.py tests the dropping.
 import commands.cap  # noqa: F401
+import commands.cap_card  # noqa: F401
 import commands.cap_code  # noqa: F401
 import flows.cap  # noqa: F401
 from applets.test_fakes import load_vectors

@@ -9,10 +9,12 @@ from time import ticks_diff, ticks_ms
 
 import ondemand
 from applets.emv_card import EmvCard
-from link.codes import ERR_INTERNAL, ERR_PIN_BLOCKED, ERR_PIN_INVALID
+from link import LinkError
+from link.codes import ERR_DENIED, ERR_INTERNAL, ERR_PIN_BLOCKED, ERR_PIN_INVALID, ERR_TIMEOUT
 from micropython import const
 from ui import i18n
 
+CONNECTED = const("Demande de l'ordinateur")  # the title of what the host asks for
 # labels the keypad dialogues show too
 RESPOND = "Réponse"
 SIGNATURE = "Signature"
@@ -94,3 +96,8 @@ def code(app, ui, c, mode, pin, challenge=None, amount=None, fields=None):
     ui.show(*app.code_screen(text))
     app.last_code_ms = ticks_diff(ticks_ms(), t0)
     return text
+
+
+def answer(ui):
+    """The link error of a dialogue the person refused (ANNULER) or left (timeout)."""
+    return LinkError(ERR_DENIED if ui.cancelled else ERR_TIMEOUT)

@@ -3,4 +3,9 @@
 # (one metadata() for the whole image: boards/drivers/manifest.py; MicroPython's manifest
 # tool refuses a second one among included manifests)
 
-package("commands", files=("cap.py", "cap_code.py", "key.py", "key_admin.py"), base_path="..", opt=3)
+package(
+    "commands",
+    files=("cap.py", "cap_card.py", "cap_code.py", "key.py", "key_admin.py"),
+    base_path="..",
+    opt=3,
+)
