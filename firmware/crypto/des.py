@@ -1,12 +1,12 @@
 # DES and triple DES (FIPS 46-3, NIST SP 800-67), written from the standard's tables.
 #
-# The round function is table driven: the eight S-boxes are merged with the P permutation into
-# eight 64-entry "SP" tables of 32-bit words, built once at import from the standard's S and P
-# tables (crypto/des_tables.py). The hot loops (initial/final permutation, 16 rounds, key schedule, CBC) are
-# @micropython.viper functions: machine-word integers, so no long integers and no heap allocation
-# per block on 32-bit ports. Every right shift is masked before it is combined, so the result is
-# the same whether the word is signed 32-bit (bit 31 set: arithmetic shift, on the boards) or
-# wider (the 64-bit unix port), and every value that can exceed 32 bits on a 64-bit port is only
+# The round function is table driven: the eight S-boxes are merged with the P permutation into eight
+# 64-entry "SP" tables of 32-bit words, built once at import from the standard's S and P tables
+# (crypto/des_tables.py). The hot loops (initial/final permutation, 16 rounds, key schedule, CBC)
+# are @micropython.viper functions: machine-word integers, so no long integers and no heap
+# allocation per block on 32-bit ports. Every right shift is masked before it is combined, so the
+# result is the same whether the word is signed 32-bit (bit 31 set: arithmetic shift, on the boards)
+# or wider (the 64-bit unix port), and every value that can exceed 32 bits on a 64-bit port is only
 # ever read through a mask.
 #
 # Viper needs a native-code target: mpy-cross must be given -march (armv6m, armv7emsp, xtensawin,

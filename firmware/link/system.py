@@ -2,16 +2,17 @@
 #
 #   system.install(link, firmware_version="0.1.0")   # link: a LinkServer with .board and .ui
 #
-# Resident: PING, SCREEN and PRESS, which a host or a test sends while a flow runs. HELLO, INFO,
-# REBOOT, MAINTENANCE and SELFTEST (once per session or less) are in link/system_rare.py, loaded
-# for one call. HEAP (0x07) is firmware/main.py's.
+# Resident: HELLO, every connection's handshake (it must never wait for heap a flow holds), and
+# PING, SCREEN and PRESS, which a host or a test sends while a flow runs. INFO, REBOOT,
+# MAINTENANCE and SELFTEST (once per session or less) are in link/system_rare.py, loaded for one
+# call. HEAP (0x07) is firmware/main.py's.
 import asyncio
 import gc
 
 from micropython import const
 
 from link import LinkError
-from link.codes import ERR_BUSY, ERR_INVALID_PARAMETER, ERR_UNSUPPORTED
+from link.codes import ERR_BUSY, ERR_INVALID_PARAMETER, ERR_UNSUPPORTED, ERR_VERSION
 
 CMD_HELLO = const(0x01)
 CMD_INFO = const(0x02)
@@ -22,6 +23,8 @@ CMD_PRESS = const(0x06)
 CMD_MAINTENANCE = const(0x08)
 CMD_SELFTEST = const(0x09)
 
+_PROTO_MIN = const(1)
+_PROTO_MAX = const(1)
 _REBOOT_DELAY_MS = const(100)  # lets the OK response leave before the board restarts
 _PRESS_GAP_MS = const(20)  # between injected keys, so the UI consumes each one
 _KEYS = const(b"0123456789ABCD*#")
@@ -33,6 +36,17 @@ class _System:
         self.board = link.board
         self.ui = link.ui
         self.firmware_version = firmware_version
+
+    async def hello(self, req):
+        p = req.payload
+        if len(p) != 2 or p[0] > p[1]:
+            raise LinkError(ERR_INVALID_PARAMETER)
+        lo = max(p[0], _PROTO_MIN)
+        hi = min(p[1], _PROTO_MAX)
+        if lo > hi:
+            raise LinkError(ERR_VERSION, bytes((_PROTO_MIN, _PROTO_MAX)))
+        m = self.link.max_payload
+        return bytes((hi, m >> 8, m & 0xFF))
 
     async def rare(self, req):
         import ondemand
@@ -93,8 +107,9 @@ class _System:
 def install(link, firmware_version):
     s = _System(link, firmware_version)
     rare = s.rare
-    for cmd in (CMD_HELLO, CMD_INFO, CMD_REBOOT, CMD_MAINTENANCE, CMD_SELFTEST):
+    for cmd in (CMD_INFO, CMD_REBOOT, CMD_MAINTENANCE, CMD_SELFTEST):
         link.register(cmd, rare)
+    link.register(CMD_HELLO, s.hello)
     link.register(CMD_PING, s.ping)
     link.register(CMD_SCREEN, s.screen)
     link.register(CMD_PRESS, s.press)

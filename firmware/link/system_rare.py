@@ -1,7 +1,7 @@
 # The system commands a host sends once per session or less (docs/protocol.md, "System commands"):
-# HELLO, INFO, REBOOT, MAINTENANCE, SELFTEST. link/system.py's handler loads this module for
-# one call (firmware/ondemand.py) and drops it after: the resident part keeps only what is used
-# while a flow runs (PING, SCREEN, PRESS).
+# INFO, REBOOT, MAINTENANCE, SELFTEST. link/system.py's handler loads this module for one call
+# (firmware/ondemand.py) and drops it after: the resident part keeps what every connection or a
+# running flow uses (HELLO, PING, SCREEN, PRESS).
 import asyncio
 import gc
 import os
@@ -10,7 +10,7 @@ import sys
 from micropython import const
 
 from link import PROTOCOL_VERSION, LinkError
-from link.codes import ERR_INVALID_PARAMETER, ERR_VERSION
+from link.codes import ERR_INVALID_PARAMETER
 
 # INFO TLV tags (tag u8, length u8, value)
 TAG_FIRMWARE = const(0x01)  # UTF-8
@@ -27,19 +27,13 @@ TAG_FLASH_FREE = const(0x0B)  # u32 bytes free on the store's filesystem (capped
 TAG_FLASH_TOTAL = const(0x0C)  # u32 bytes of that filesystem (capped)
 TAG_SLOT = const(0x0D)  # UTF-8 firmware/slots.py status(): "b", "b trial", "a failed=b"
 
-_PROTO_MIN = const(1)
-_PROTO_MAX = const(1)
-
 
 async def run(s, req):
     """Runs the rare system command req.cmd for link/system.py's _System `s` -> its reply."""
-    from link.system import CMD_HELLO, CMD_INFO, CMD_MAINTENANCE, CMD_REBOOT
+    from link.system import CMD_INFO, CMD_MAINTENANCE, CMD_REBOOT
 
     cmd = req.cmd
-    p = req.payload
-    if cmd == CMD_HELLO:
-        return _hello(s, p)
-    if len(p):
+    if len(req.payload):
         raise LinkError(ERR_INVALID_PARAMETER)
     if cmd == CMD_INFO:
         return _info(s)
@@ -59,17 +53,6 @@ async def run(s, req):
 
         async with ondemand.use("selftest") as t:
             return await t.run(s.board)
-
-
-def _hello(s, p):
-    if len(p) != 2 or p[0] > p[1]:
-        raise LinkError(ERR_INVALID_PARAMETER)
-    lo = max(p[0], _PROTO_MIN)
-    hi = min(p[1], _PROTO_MAX)
-    if lo > hi:
-        raise LinkError(ERR_VERSION, bytes((_PROTO_MIN, _PROTO_MAX)))
-    m = s.link.max_payload
-    return bytes((hi, m >> 8, m & 0xFF))
 
 
 def _info(s):

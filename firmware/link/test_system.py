@@ -1,6 +1,8 @@
 # System commands through the whole server (bytes in, bytes out).
 import asyncio
 
+import ondemand
+
 from link import server, system, system_rare
 from link import test_support as _fakes
 from link.codes import (
@@ -55,6 +57,21 @@ async def test_hello_negotiates():
     assert await d.call(system.CMD_HELLO, b"\x00\x00") == (ERR_VERSION, b"\x01\x01")
     assert (await d.call(system.CMD_HELLO, b"\x01"))[0] == ERR_INVALID_PARAMETER
     assert (await d.call(system.CMD_HELLO, b"\x03\x01"))[0] == ERR_INVALID_PARAMETER
+    # every connection's handshake is answered by the resident part: it loads nothing, so it is
+    # never refused for the heap a running flow holds
+    uses = []
+    real = ondemand.Use._load
+
+    def spy(use):
+        uses.append(use.names)
+        return real(use)
+
+    ondemand.Use._load = spy
+    try:
+        assert (await d.call(system.CMD_HELLO, b"\x01\x01"))[0] == ERR_OK
+    finally:
+        ondemand.Use._load = real
+    assert uses == [], uses
     await d.close()
 
 
