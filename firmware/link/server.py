@@ -61,14 +61,18 @@ IDLE_MS = const(600_000)
 _WATCH_MS = const(1000)  # the idle check's period (a quarter of a shorter timeout)
 _REFUSERS = const(2)  # refused connections waiting for their first request at once; more: closed
 _REFUSE_MS = const(1000)  # how long a refused connection has to send that request
+INLINE_PAYLOAD = const(64)  # a request slot's own payload room (see Request)
 
 
 class Request:
-    """One request slot; the server preallocates _MAX_ACTIVE of them with their payload buffer."""
+    """One request slot; the server preallocates _MAX_ACTIVE of them, each with room for a short
+    payload (INLINE_PAYLOAD bytes: every control request, a PIN, a code's inputs). A longer one
+    (a certificate chunk, a payload to sign, an APDU) is copied into bytes of its own, made when
+    the request starts and gone when it ends: three slots of a whole frame each would hold 3 KB
+    for good for what is rare and one at a time."""
 
-    def __init__(self, max_payload):
-        self._buf = bytearray(max_payload)
-        self._mv = memoryview(self._buf)
+    def __init__(self):
+        self._mv = memoryview(bytearray(INLINE_PAYLOAD))
         self.payload = self._mv[:0]
         self.rid = 0
         self.cmd = 0
@@ -115,7 +119,7 @@ class LinkServer:
         self.apps = []  # (name, version) pairs reported by INFO; see add_app()
         self.last_error = None  # last unexpected handler exception (ERR_INTERNAL), for debugging
         self._handlers = {}
-        self._slots = [Request(max_payload) for _ in range(max_active)]
+        self._slots = [Request() for _ in range(max_active)]
         self._max_conns = max_connections
         self._conns = []  # the connections served now
         # Receive buffers, all made now at the bottom of a young heap: one made later, while a
@@ -312,8 +316,16 @@ class LinkServer:
                 return
             r = free
             n = dec.length
-            r._mv[:n] = dec.mv[HEADER : HEADER + n]
-            r.payload = r._mv[:n]
+            body = dec.mv[HEADER : HEADER + n]
+            if n <= INLINE_PAYLOAD:
+                r._mv[:n] = body
+                r.payload = r._mv[:n]
+            else:
+                try:
+                    r.payload = memoryview(bytes(body))
+                except MemoryError:  # no room for its copy now: as if every slot were taken
+                    await self._send(conn, KIND_RESPONSE, rid, ERR_BUSY)
+                    return
             r.rid = rid
             r.cmd = dec.code
             r.conn = conn

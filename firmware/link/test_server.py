@@ -18,7 +18,15 @@ from link.codes import (
     KA_PROCESSING,
     KA_WAITING_FOR_USER,
 )
-from link.frame import KIND_CANCEL, KIND_KEEPALIVE, KIND_REQUEST, KIND_RESPONSE, encode, put_header
+from link.frame import (
+    KIND_CANCEL,
+    KIND_KEEPALIVE,
+    KIND_REQUEST,
+    KIND_RESPONSE,
+    MAX_PAYLOAD,
+    encode,
+    put_header,
+)
 
 _ECHO = 0x03
 _SLOW = 0x30
@@ -123,6 +131,57 @@ async def test_readexactly_only_stream():
     f = await rig.reply(2)
     assert f[3] == b"x" * 300
     await rig.close()
+
+
+async def test_payloads_of_every_length_reach_the_handler_whole():
+    # short ones in the slot's own room, longer ones in a copy of their own
+    rig = Rig()
+    for rid, n in enumerate((0, 1, server.INLINE_PAYLOAD, server.INLINE_PAYLOAD + 1, MAX_PAYLOAD)):
+        body = bytes((rid + i) & 0xFF for i in range(n))
+        rig.request(0x100 + rid, _ECHO, body)
+        f = await rig.reply(0x100 + rid)
+        assert f == (KIND_RESPONSE, 0x100 + rid, ERR_OK, body), (n, f)
+    await rig.close()
+
+
+async def test_a_long_payload_stays_whole_while_short_ones_pass_beside_it():
+    rig = Rig()
+    long = bytes(range(256)) * 3
+    got = []
+
+    async def hold(req):
+        await rig.release.wait()
+        got.append(bytes(req.payload))
+        return b""
+
+    rig.link.register(0x3F, hold)
+    rig.request(1, 0x3F, long)
+    await asyncio.sleep_ms(20)
+    for rid in range(2, 6):
+        rig.request(rid, _ECHO, bytes([rid]) * 40)
+        assert (await rig.reply(rid))[3] == bytes([rid]) * 40
+    rig.release.set()
+    await rig.reply(1)
+    assert got == [long]
+    await rig.close()
+
+
+def test_request_slots_hold_no_whole_frame_for_good():
+    # A board's server (one stream: one receive buffer) with its three request slots. With a
+    # whole frame per slot it held four frames' worth (6.4 KB on the 64-bit simulator).
+    import gc
+
+    board = _fakes.FakeBoard()
+    board.link_connections = 1
+    ui = _fakes.FakeUi()
+    server.LinkServer(board, ui)  # first-use costs (interned names) out of the figure
+    gc.collect()
+    before = gc.mem_alloc()
+    link = server.LinkServer(board, ui)
+    gc.collect()
+    held = gc.mem_alloc() - before
+    assert held < 4 * (MAX_PAYLOAD + 11), held
+    del link
 
 
 async def test_garbage_is_skipped_silently():
