@@ -5,5 +5,5 @@
 
 package("applets", files=("tlv.py", "emv_card.py"), base_path="..", opt=3)
 
-# Certificate key: signing payloads (parse + French display) and the signing applet.
-package("applets", files=("payload.py", "signer.py"), base_path="..", opt=3)
+# Certificate key: signing payloads (parse + French display), the signing applet, its DER.
+package("applets", files=("payload.py", "signer.py", "x509.py"), base_path="..", opt=3)

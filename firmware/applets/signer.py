@@ -481,8 +481,11 @@ class Signer:
             s = self.slot(slot)
             if s is None:
                 raise SwError(SW_EMPTY)
-            if not check_certificate(data, s[0]):
+            if not 2 <= len(data) <= MAX_CERT:
                 raise SwError(SW_DATA)
+            with ondemand.use("applets.x509") as x509:
+                if not x509.holds_key(data, s[0]):
+                    raise SwError(SW_DATA)
             self._save_slot(slot, s[0], s[1], data)
             return b""
         if ins == INS_SETUP:
@@ -543,75 +546,3 @@ class Signer:
             self.store.delete(slot_record(slot))
             return b""
         raise SwError(SW_INS)
-
-
-# -- certificates (just enough DER) -----------------------------------------------------------
-
-
-def _der(buf, pos, end):
-    # One DER TLV at buf[pos:end] -> (tag, value_start, value_end); definite lengths only.
-    if pos + 2 > end:
-        raise ValueError("der")
-    tag = buf[pos]
-    n = buf[pos + 1]
-    pos += 2
-    if n & 0x80:
-        k = n & 0x7F
-        if not 1 <= k <= 2 or pos + k > end:
-            raise ValueError("der")
-        n = 0
-        for _ in range(k):
-            n = (n << 8) | buf[pos]
-            pos += 1
-    if pos + n > end:
-        raise ValueError("der")
-    return tag, pos, pos + n
-
-
-def check_certificate(der, pub):
-    """True when der is one DER SEQUENCE of its whole length holding the public key `pub`."""
-    n = len(der)
-    if not 2 <= n <= MAX_CERT:
-        return False
-    try:
-        tag, _, end = _der(der, 0, n)
-    except ValueError:
-        return False
-    return tag == 0x30 and end == n and bytes(pub) in bytes(der)
-
-
-def certificate_subject(der):
-    """The subject Name (DER bytes) of an X.509 certificate, or None."""
-    try:
-        _, p, end = _der(der, 0, len(der))  # Certificate
-        _, p, end = _der(der, p, end)  # TBSCertificate
-        tag, s, e = _der(der, p, end)
-        if tag == 0xA0:  # [0] version
-            p = e
-        for _ in range(4):  # serialNumber, signature, issuer, validity
-            _, _, p = _der(der, p, end)
-        tag, s, e = _der(der, p, end)
-        if tag != 0x30:
-            return None
-        return bytes(der[p:e])
-    except ValueError:
-        return None
-
-
-def subject_cn(name):
-    """The first commonName (2.5.4.3) of a DER Name, as str, or None."""
-    if not name:
-        return None
-    try:
-        _, p, end = _der(name, 0, len(name))
-        while p < end:
-            _, s, p = _der(name, p, end)  # SET
-            while s < p:
-                _, a, s = _der(name, s, p)  # AttributeTypeAndValue
-                tag, o, oe = _der(name, a, s)
-                if tag == 0x06 and bytes(name[o:oe]) == b"\x55\x04\x03":
-                    _, v, ve = _der(name, oe, s)
-                    return bytes(name[v:ve]).decode()
-    except (ValueError, UnicodeError):
-        return None
-    return None

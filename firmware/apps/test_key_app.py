@@ -165,8 +165,9 @@ async def test_enrol_and_sign_through_the_keypad():
     await _stop(ctx, task)
 
 
-async def test_the_payload_parser_and_the_signing_crypto_never_share_the_heap():
-    # The applet checks a SIGN payload with the parser loaded, then loads its crypto for the PIN
+async def test_the_payload_parser_and_the_certificate_der_never_share_the_heap_with_the_crypto():
+    # The applet checks a SIGN payload with the parser loaded, and the slots' certificates are
+    # read with the DER module (applets/x509.py) loaded, then the crypto is loaded for the PIN
     # check and the signature (signer.py, _Crypto): what is loaded is noted at every on-demand load.
     import sys
 
@@ -177,11 +178,14 @@ async def test_the_payload_parser_and_the_signing_crypto_never_share_the_heap():
     pub = (await _call(ctx, app_key.CMD_STATUS))[9:74]
     await _load(ctx, 0, _cert(pub, "Alice Martin"))
     seen = []
+    der = []
     real = ondemand.Use._load
 
     def spy(use):
         mods = real(use)
-        seen.append(("applets.payload" in sys.modules, "crypto.sealed" in sys.modules))
+        m = sys.modules
+        der.append("applets.x509" in m)
+        seen.append(("applets.payload" in m or "applets.x509" in m, "crypto.sealed" in m))
         return mods
 
     ondemand.Use._load = spy
@@ -192,10 +196,10 @@ async def test_the_payload_parser_and_the_signing_crypto_never_share_the_heap():
             raise AssertionError("no signature")
     finally:
         ondemand.Use._load = real
-    if not any(s[0] for s in seen) or not any(s[1] for s in seen):
-        raise AssertionError("no parser or no crypto seen: %r" % seen)
+    if not any(s[0] for s in seen) or not any(s[1] for s in seen) or not any(der):
+        raise AssertionError("no parser, DER or crypto seen: %r" % seen)
     if (True, True) in seen:
-        raise AssertionError("the parser and the crypto were loaded together: %r" % seen)
+        raise AssertionError("the parser or the DER and the crypto were loaded together: %r" % seen)
     await _stop(ctx, task)
 
 

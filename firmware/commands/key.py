@@ -132,19 +132,23 @@ class KeyDialogues:
         """[(slot, has_key, subject DER or None)]"""
         st = self.status()
         out = []
-        for i in range(sg.SLOTS):
-            f = st[5 + i]
-            subject = None
-            if f & 2:
-                cert, sw = self._apdu(sg.INS_READ_CERT, i)
-                if sw == sg.SW_OK:
-                    subject = sg.certificate_subject(cert)
-            out.append((i, bool(f & 1), subject))
+        with ondemand.use("applets.x509") as x509:
+            for i in range(sg.SLOTS):
+                f = st[5 + i]
+                subject = None
+                if f & 2:
+                    cert, sw = self._apdu(sg.INS_READ_CERT, i)
+                    if sw == sg.SW_OK:
+                        subject = x509.certificate_subject(cert)
+                out.append((i, bool(f & 1), subject))
         return out
 
     def name(self, subject):
         """A certificate as the person sees it: its subject's CN."""
-        return (sg.subject_cn(subject) if subject else None) or "?"
+        if not subject:
+            return "?"
+        with ondemand.use("applets.x509") as x509:
+            return x509.subject_cn(subject) or "?"
 
     def label(self, slot, subject):
         """A slot as the person sees it: "1 <subject CN>" (slot 0 is « Emplacement 1 »)."""

@@ -5,6 +5,7 @@
 # First use (FACTORY): GENERATE asks the person to choose a PIN and a PUK (each typed twice). The
 # PUK is chosen, not shown: anything on the screen can be read by the host with SCREEN, and a PUK
 # that a hostile host learnt would unblock the PIN of a stolen key.
+import ondemand
 from applets import signer as sg
 from commands import key
 from commands.key import Fail, NoPin, zero
@@ -167,15 +168,16 @@ class KeyAdmin(key.KeyCommands):
             raise LinkError(ERR_INVALID_PARAMETER)
         st = self.status()
         out = bytearray((1,)) + st[:5] + bytes((sg.SLOTS,))
-        for i in range(sg.SLOTS):
-            f = st[5 + i]
-            out.append(i)
-            out.append(f)
-            if f & 1:
-                out += self._apdu(sg.INS_READ_PUB, i)[0]
-            if f & 2:
-                subject = sg.certificate_subject(self._apdu(sg.INS_READ_CERT, i)[0]) or b""
-                out += bytes((len(subject) >> 8, len(subject) & 0xFF)) + subject
+        with ondemand.use("applets.x509") as x509:
+            for i in range(sg.SLOTS):
+                f = st[5 + i]
+                out.append(i)
+                out.append(f)
+                if f & 1:
+                    out += self._apdu(sg.INS_READ_PUB, i)[0]
+                if f & 2:
+                    subject = x509.certificate_subject(self._apdu(sg.INS_READ_CERT, i)[0]) or b""
+                    out += bytes((len(subject) >> 8, len(subject) & 0xFF)) + subject
         return out
 
     def check_generate(self):
