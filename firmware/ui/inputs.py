@@ -15,6 +15,14 @@ def _limit(ui, timeout_ms):
     return ui.INPUT_MS if timeout_ms is None else timeout_ms
 
 
+async def _key(ui, limit):
+    # The next key, or None when the entry ends without a value: timeout, or ANNULER
+    # (ui.cancelled says which).
+    k = await ui.key(limit)
+    ui.cancelled = k == "*"
+    return None if k == "*" else k
+
+
 def _head(ui, title, prompt_lines):
     # Title and prompt; returns the row where the entry goes: after an empty row when there
     # is room, never in the last row (the hint).
@@ -46,12 +54,8 @@ async def digits(ui, title, min_len, max_len, masked=False, timeout_ms=None, pro
                 text += "_"
             scr.row(row, text[-COLS:])
             scr.flush()
-            k = await ui.key(limit)
+            k = await _key(ui, limit)
             if k is None:
-                ui.cancelled = False
-                return None
-            if k == "*":
-                ui.cancelled = True
                 return None
             if "0" <= k <= "9":
                 if n < max_len:
@@ -93,12 +97,8 @@ async def amount(
             text += " " + currency
         scr.row(row, text, False, RIGHT)
         scr.flush()
-        k = await ui.key(limit)
+        k = await _key(ui, limit)
         if k is None:
-            ui.cancelled = False
-            return None
-        if k == "*":
-            ui.cancelled = True
             return None
         if "0" <= k <= "9":
             if value < top:
@@ -145,12 +145,8 @@ async def choose(ui, title, items, timeout_ms=None, selected=0):
         if b > top + avail:
             top = b - avail
             ui._paint(rows, title, top, 0, a, b)
-        k = await ui.key(limit)
+        k = await _key(ui, limit)
         if k is None:
-            ui.cancelled = False
-            return None
-        if k == "*":
-            ui.cancelled = True
             return None
         if k == "D":
             ui.cancelled = False
