@@ -2,26 +2,13 @@
 # public key (PUT CERT) and the subject's CN the person sees. Its own module, loaded while a
 # certificate is looked at (firmware/ondemand.py): the signing applet's RAM at the signature's
 # peak (P-256 and the sealed blobs loaded) holds none of it.
+from applets import tlv
 
 
 def _der(buf, pos, end):
-    # One DER TLV at buf[pos:end] -> (tag, value_start, value_end); definite lengths only.
-    if pos + 2 > end:
-        raise ValueError("der")
-    tag = buf[pos]
-    n = buf[pos + 1]
-    pos += 2
-    if n & 0x80:
-        k = n & 0x7F
-        if not 1 <= k <= 2 or pos + k > end:
-            raise ValueError("der")
-        n = 0
-        for _ in range(k):
-            n = (n << 8) | buf[pos]
-            pos += 1
-    if pos + n > end:
-        raise ValueError("der")
-    return tag, pos, pos + n
+    # One TLV at buf[pos:end] -> (tag, value_start, value_end): DER is BER, read by tlv.py
+    tag, start, n, _ = tlv.read(buf, pos, end)
+    return tag, start, start + n
 
 
 def holds_key(der, pub):
