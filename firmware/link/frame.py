@@ -113,11 +113,17 @@ class Decoder:
     The owner appends bytes at buf[n:] (then adds to n) and calls step() until it returns NEED.
     After FRAME the frame is buf[0:HEADER+length+TRAILER]; call consume() once its payload is no
     longer needed. step() moves held bytes to the front of buf only when it returns NEED, so a
-    resync over a full buffer costs one copy, not one per skipped byte."""
+    resync over a full buffer costs one copy, not one per skipped byte.
 
-    def __init__(self, max_payload=MAX_PAYLOAD):
+    `keep` (default: max_payload) is the payload room of the decoder's own buffer. After NEED,
+    when n + need is more than len(buf) (a longer frame's payload), the owner gives it a buffer of
+    that size with use(buf), or refuses the frame with refuse(); use() without a buffer goes back
+    to its own once the held bytes fit in it again (reset() always does)."""
+
+    def __init__(self, max_payload=MAX_PAYLOAD, keep=None):
         self.max_payload = max_payload
-        self.buf = bytearray(HEADER + max_payload + TRAILER)
+        self.own = bytearray(HEADER + (max_payload if keep is None else keep) + TRAILER)
+        self.buf = self.own
         self.mv = memoryview(self.buf)
         self.start = 0  # first byte not yet skipped
         self.n = 0  # bytes held: buf[start:n]
@@ -134,6 +140,26 @@ class Decoder:
         self.start = 0
         self.n = 0
         self.need = HEADER
+        if self.buf is not self.own:
+            self.buf = self.own
+            self.mv = memoryview(self.own)
+
+    def use(self, buf=None):
+        """After NEED: goes on in `buf` (at least n + need bytes long), or in its own buffer
+        (None: the held bytes must fit in it); the held bytes move along."""
+        if buf is None:
+            buf = self.own
+        old = self.buf
+        for i in range(self.n):  # after NEED the held bytes start at 0
+            buf[i] = old[i]
+        self.buf = buf
+        self.mv = memoryview(buf)
+
+    def refuse(self):
+        """After NEED for a payload no buffer can be found for: the frame's header is skipped
+        (as for TOO_LONG: kind, rid, code and length say which frame) and the search goes on."""
+        self.start = HEADER
+        self.skipped += HEADER
 
     def consume(self):
         """Drops the frame returned by the last FRAME step."""

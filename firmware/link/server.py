@@ -61,7 +61,8 @@ IDLE_MS = const(600_000)
 _WATCH_MS = const(1000)  # the idle check's period (a quarter of a shorter timeout)
 _REFUSERS = const(2)  # refused connections waiting for their first request at once; more: closed
 _REFUSE_MS = const(1000)  # how long a refused connection has to send that request
-INLINE_PAYLOAD = const(64)  # a request slot's own payload room (see Request)
+INLINE_PAYLOAD = const(64)  # a request slot's and a receive buffer's own payload room
+_frame_buffer = bytearray  # makes the buffer of a longer frame (a test makes it fail)
 
 
 class Request:
@@ -125,8 +126,10 @@ class LinkServer:
         # Receive buffers, all made now at the bottom of a young heap: one made later, while a
         # flow has its modules loaded, would stay in the middle of the heap after they are given
         # back and split the free space the next flow's modules need in one piece. A board with
-        # one USB stream has one.
-        self._decs = [Decoder(max_payload) for _ in range(max_connections)]
+        # one USB stream has one. Each has room for a short frame (INLINE_PAYLOAD, like a request
+        # slot): a longer one gets bytes of its own while it arrives (_room), so the three do not
+        # hold 3 KB of whole frames for good.
+        self._decs = [Decoder(max_payload, INLINE_PAYLOAD) for _ in range(max_connections)]
         self._refusing = 0  # refused connections waiting for their first request
         # A frame leaves as header, payload and CRC: three writes and no 1 KB buffer to copy the
         # payload into (the simulator turns Nagle's algorithm off, or TCP would hold the second
@@ -183,6 +186,9 @@ class LinkServer:
             while True:
                 ev = dec.step()
                 if ev == NEED:
+                    if not self._room(dec):
+                        await self._send(conn, KIND_RESPONSE, dec.rid, ERR_BUSY)
+                        continue
                     await self._fill(conn, reader, readinto)
                 elif ev == FRAME:
                     conn.last = time.ticks_ms()
@@ -199,6 +205,23 @@ class LinkServer:
                 raise  # not ours: the board is stopping
         finally:
             self._close(conn)
+
+    def _room(self, dec):
+        # After NEED: a buffer for the bytes asked. A decoder keeps room for a short frame only;
+        # a longer one is read into bytes of its own, made now and garbage once the request has
+        # its copy (the decoder goes back to its own buffer at the next NEED). None to be had:
+        # False, the frame's header skipped (answered ERR_BUSY).
+        want = dec.n + dec.need
+        if want <= len(dec.own):
+            if dec.buf is not dec.own:
+                dec.use()
+        elif want > len(dec.buf):
+            try:
+                dec.use(_frame_buffer(want))
+            except MemoryError:
+                dec.refuse()
+                return False
+        return True
 
     def _quiet_ms(self, conn, now):
         # how long the connection has been idle; -1 while a request of its own runs

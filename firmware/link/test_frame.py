@@ -8,15 +8,27 @@ from link import test_support as _fakes
 V = _fakes.load_vectors()
 
 
-def _events(data, chunk):
+def _room(dec):
+    # what the link server does after NEED (server.py _room): a longer frame gets bytes of its
+    # own, the decoder goes back to its own buffer once the held bytes fit in it
+    want = dec.n + dec.need
+    if want <= len(dec.own):
+        if dec.buf is not dec.own:
+            dec.use()
+    elif want > len(dec.buf):
+        dec.use(bytearray(want))
+
+
+def _events(data, chunk, keep=None):
     # Feeds `data` the way the server does: never more than Decoder.need bytes at a time
     # (chunk=None: exactly need, as rp2 stdin; else at most chunk, as a socket).
-    dec = frame.Decoder(V["max_payload"])
+    dec = frame.Decoder(V["max_payload"], keep)
     out = []
     pos = 0
     while True:
         ev = dec.step()
         if ev == frame.NEED:
+            _room(dec)
             k = dec.need if chunk is None else min(dec.need, chunk)
             if chunk is None and pos + k > len(data):
                 return out
@@ -75,6 +87,43 @@ def test_decode_vectors_partial_reads():
         for c in V["decode"]:
             got = _events(_fakes.unhex(c["in"]), chunk)
             assert got == c["out"], (c["name"], chunk, got)
+
+
+def test_decode_vectors_in_a_short_buffer_given_room_for_long_frames():
+    # the link server's receive buffers keep room for a short frame only
+    for keep in (0, 1, 64):
+        for chunk in (None, 1, 7):
+            for c in V["decode"]:
+                got = _events(_fakes.unhex(c["in"]), chunk, keep)
+                assert got == c["out"], (c["name"], keep, chunk, got)
+
+
+def test_a_refused_long_frame_is_skipped_like_one_too_long():
+    # no room to be had for a frame's payload: refuse() skips its header (its fields say which
+    # frame it was) and the frame after it is found
+    first = frame.encode(frame.KIND_REQUEST, 0x0101, 0x03, bytes(range(40)))
+    data = first + frame.encode(frame.KIND_REQUEST, 0x0202, 0x03, b"ok")
+    dec = frame.Decoder(frame.MAX_PAYLOAD, 8)
+    got = []
+    pos = 0
+    while pos < len(data) or dec.n:
+        ev = dec.step()
+        if ev == frame.NEED:
+            if dec.n + dec.need > len(dec.buf):
+                got.append(("refused", dec.rid, dec.length))
+                dec.refuse()
+                continue
+            if pos == len(data):
+                break
+            k = min(dec.need, len(data) - pos)
+            dec.buf[dec.n : dec.n + k] = data[pos : pos + k]
+            dec.n += k
+            pos += k
+        elif ev == frame.FRAME:
+            got.append(("frame", dec.rid, bytes(dec.buf[frame.HEADER : frame.HEADER + dec.length])))
+            dec.consume()
+    assert got == [("refused", 0x0101, 40), ("frame", 0x0202, b"ok")], got
+    assert len(dec.buf) == frame.HEADER + 8 + frame.TRAILER
 
 
 def test_decode_allocates_nothing():

@@ -166,13 +166,13 @@ async def test_a_long_payload_stays_whole_while_short_ones_pass_beside_it():
     await rig.close()
 
 
-def test_request_slots_hold_no_whole_frame_for_good():
-    # A board's server (one stream: one receive buffer) with its three request slots. With a
-    # whole frame per slot it held four frames' worth (6.4 KB on the 64-bit simulator).
+def test_the_server_holds_no_whole_frame_for_good():
+    # The simulator's server (three connections: three receive buffers) with its three request
+    # slots: 3.2 KB on the 64-bit simulator. With a whole frame per buffer it held 6.1 KB; with
+    # one per slot as well, 9 KB.
     import gc
 
     board = _fakes.FakeBoard()
-    board.link_connections = 1
     ui = _fakes.FakeUi()
     server.LinkServer(board, ui)  # first-use costs (interned names) out of the figure
     gc.collect()
@@ -182,6 +182,25 @@ def test_request_slots_hold_no_whole_frame_for_good():
     held = gc.mem_alloc() - before
     assert held < 4 * (MAX_PAYLOAD + 11), held
     del link
+
+
+async def test_a_long_frame_with_no_heap_for_it_is_answered_busy():
+    # A frame longer than a receive buffer's own room is read into bytes made for it; none to
+    # be had now: ERR_BUSY for it, its payload skipped, and the connection goes on.
+    rig = Rig()
+
+    def no_heap(n):
+        raise MemoryError
+
+    server._frame_buffer = no_heap
+    try:
+        rig.request(0x11, _ECHO, bytes(200))
+        assert await rig.reply(0x11) == (KIND_RESPONSE, 0x11, ERR_BUSY, b"")
+    finally:
+        server._frame_buffer = bytearray
+    rig.request(0x12, _ECHO, bytes(range(200)))
+    assert await rig.reply(0x12) == (KIND_RESPONSE, 0x12, ERR_OK, bytes(range(200)))
+    await rig.close()
 
 
 async def test_garbage_is_skipped_silently():
