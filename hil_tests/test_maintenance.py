@@ -30,7 +30,7 @@ def assert_no_link(url: str) -> None:
 
 def assert_maintenance_screen(sim) -> None:
     # the glass shows maintenance.py's screen: drawn again off-screen by the same code, compared
-    shown = sim.repl("import board\nprint(bytes(board.BOARD.display.panel).hex())")
+    shown = sim.repl("import board\nprint(board.BOARD.display.glass().hex())")
     expect = sim.repl("\n".join((
         "import board, maintenance",
         "from ui.screen import Screen",
@@ -42,7 +42,7 @@ def assert_maintenance_screen(sim) -> None:
         "for line in maintenance.LINES: __import__('ui.screen').screen.wrap(line, 16, rows)",
         "for i in range(len(rows)): s.row(i + 1, rows[i])",
         "s.flush()",
-        "print(bytes(d.panel).hex(), ' '.join(s.lines()))",
+        "print(d.glass().hex(), ' '.join(s.lines()))",
     )))
     panel, text = expect.split(" ", 1)
     assert "Mode maintenance" in text and "débrancher puis rebrancher" in text
@@ -94,7 +94,7 @@ def test_maintenance_request_confirmed_restarts_into_maintenance(new_sim, operat
         time.sleep(0.05)
     sim.wait_ready()
     assert "maintenance mode: REPL" in sim.console.splitlines()[-1]
-    assert sim.repl("import os\nprint(sorted(os.listdir()))").startswith("['.sim-serial'")
+    assert sim.repl("import os\nprint(sorted(os.listdir()))").startswith("['.sim-glass', '.sim-serial'")
     assert_maintenance_screen(sim)
     sim.restart()  # the flag was for one boot: power cycling leaves maintenance
     op.wait_for_text(HOME, timeout=10)

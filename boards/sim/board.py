@@ -1,7 +1,9 @@
 # The simulator board: the board contract of docs/architecture.md on the MicroPython unix port.
 #
-#   display     a 128x64 MONO_VLSB FrameBuffer; show() copies the drawing buffer to `panel`,
-#               which is what the glass shows (all dark while power(False))
+#   display     a 128x64 MONO_VLSB FrameBuffer; show() copies the drawing buffer to the glass,
+#               read with glass() (all dark while power(False)). On a board that copy is the
+#               panel controller's own memory, not the MCU's heap: here it is the file
+#               .sim-glass beside the flash, so the heap figures count what a board's do
 #   keypad      ui.keyqueue.KeyQueue, fed by inject_key() (the link's PRESS command, tests)
 #   lab         a lab board (docs/boards.md, "Lab mode"): the strap is fitted unless
 #               CAPKEY_SIM_LAB_STRAP=0, which stands for a field unit: no inject_key (PRESS
@@ -29,6 +31,7 @@
 # live heap at those points, within HEAP_STATS_THRESHOLD. Slower; off by default.
 import asyncio
 import gc
+import io
 import os
 import sys
 
@@ -38,19 +41,23 @@ from micropython import const
 REBOOT_EXIT = 75  # host/dev/capkey_dev/sim.py restarts the simulator when it exits with this code
 KEYS = "0123456789ABCD*#"
 _SERIAL_FILE = const(".sim-serial")  # a leading dot keeps it out of the store's record names
+_GLASS_FILE = const(".sim-glass")  # what the display shows (SimDisplay)
 _PARENT_POLL_MS = const(1000)
 
 HEAP_STATS_THRESHOLD = 512
 
 
 class SimDisplay(framebuf.FrameBuffer):
-    def __init__(self, width=128, height=64):
+    def __init__(self, width=128, height=64, glass=None):
         self.width = width
         self.height = height
         self.buffer = bytearray(width * height // 8)
-        self.panel = bytearray(len(self.buffer))  # what the glass shows
         super().__init__(self.buffer, width, height, framebuf.MONO_VLSB)
+        # what the glass shows: a file opened for update (the board's), or bytes in RAM (an
+        # off-screen display, tests)
+        self._glass = io.BytesIO() if glass is None else glass
         self.on = True
+        self._to_glass()
         self.shows = 0
         self.sample = None  # fn() called at every show (heap figures)
 
@@ -59,15 +66,23 @@ class SimDisplay(framebuf.FrameBuffer):
         if self.sample is not None:
             self.sample()
         if self.on:
-            self.panel[:] = self.buffer
+            self._to_glass()
 
     def power(self, on):
         self.on = bool(on)
         if self.on:
-            self.panel[:] = self.buffer
-        else:
-            for i in range(len(self.panel)):
-                self.panel[i] = 0
+            self._to_glass()
+
+    def _to_glass(self):
+        self._glass.seek(0)
+        self._glass.write(self.buffer)
+
+    def glass(self):
+        """The bytes the glass shows (MONO_VLSB, like the buffer)."""
+        if not self.on:
+            return bytes(len(self.buffer))
+        self._glass.seek(0)
+        return self._glass.read(len(self.buffer))
 
 
 def _sampling(sample, then=None):
@@ -138,7 +153,7 @@ class SimBoard:
         _makedirs(storage)
         self.storage = storage
         self.serial = self._serial()
-        self.display = SimDisplay()
+        self.display = SimDisplay(glass=open(storage + "/" + _GLASS_FILE, "w+b"))
         self.keypad = KeyQueue()
         self.lab = os.getenv("CAPKEY_SIM_LAB_STRAP") != "0"
         if not self.lab:

@@ -28,23 +28,23 @@ def test_display_is_a_framebuffer_and_show_keeps_it():
         raise AssertionError("128x64 MONO_VLSB framebuffer expected")
     d.fill(0)
     d.pixel(0, 9, 1)  # MONO_VLSB: page 1, column 0, bit 1
-    if d.panel[128] != 0:
+    if d.glass()[128] != 0:
         raise AssertionError("nothing reaches the glass before show()")
     d.show()
-    if d.panel[128] != 0x02:
-        raise AssertionError(d.panel[128])
+    if d.glass()[128] != 0x02:
+        raise AssertionError(d.glass()[128])
     d.fill(0)  # drawing the next screen does not change what is shown
-    if d.panel[128] != 0x02:
+    if d.glass()[128] != 0x02:
         raise AssertionError("show() must keep the buffer")
     d.power(False)
-    if any(d.panel):
+    if any(d.glass()):
         raise AssertionError("a panel switched off is dark")
     d.pixel(1, 1, 1)
     d.show()
-    if any(d.panel):
+    if any(d.glass()):
         raise AssertionError("show() while off stays dark")
     d.power(True)
-    if d.panel[1] != 0x02:
+    if d.glass()[1] != 0x02:
         raise AssertionError("power(True) shows the current buffer")
 
 

@@ -281,7 +281,7 @@ def _maintenance(folder: Path) -> Picture:
     """The maintenance screen, from a simulator powered up with ANNULER and MENU held: its link
     is off then, so the glass and the rows drawn are read at its REPL."""
     with Simulator(folder / "maintenance", register=False, held_keys="*#") as sim:
-        fb = bytes.fromhex(sim.repl("import board\nprint(bytes(board.BOARD.display.panel).hex())"))
+        fb = bytes.fromhex(sim.repl("import board\nprint(board.BOARD.display.glass().hex())"))
         rows = sim.repl("\n".join((
             "import maintenance",
             "from ui.screen import COLS, wrap",
