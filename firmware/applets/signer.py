@@ -186,23 +186,26 @@ class _PinState:
         return bytes(out)
 
 
-# The crypto of the commands that need it: loaded by them only (_Crypto), so that STATUS, READ
-# CERT and a SIGN's payload check run without its 9 KB, and the payload parser and the crypto
-# never share the heap.
-_CRYPTO = ("crypto.p256", "crypto.sealed", "crypto.devkey", "crypto.hmac")
+# The crypto of the commands that need it: loaded by them only, so that STATUS, READ CERT and a
+# SIGN's payload check run without it, and the payload parser and the crypto never share the
+# heap. In two parts that never share it either: the sealing code (_Crypto: the PIN and PUK
+# checks, sealed blobs, device keys) and P-256 (_P256: keys and signatures), loaded once the
+# sealing code has given the secret it opened.
+_SEALING = ("crypto.sealed", "crypto.devkey", "crypto.hmac")
+_P256 = "crypto.p256"
 
 
 class _Crypto:
-    # `with signer._crypto() as c:` -> c.p256, c.sealed, c.devkey, c.hmac until the outermost
-    # such block ends (an inner one finds them loaded)
+    # `with signer._crypto() as c:` -> c.sealed, c.devkey, c.hmac until the outermost such block
+    # ends (an inner one finds them loaded)
     def __init__(self, signer):
         self._signer = signer
         self._use = None
 
     def __enter__(self):
         if self._signer._c is None:
-            self._use = ondemand.use(*_CRYPTO)
-            self.p256, self.sealed, self.devkey, self.hmac = self._use.__enter__()
+            self._use = ondemand.use(*_SEALING)
+            self.sealed, self.devkey, self.hmac = self._use.__enter__()
             self._signer._c = self
         return self._signer._c
 
@@ -237,11 +240,12 @@ class Signer:
         """Makes the device secret (if none yet) and the attestation key if this device has none."""
         if self.store.load(_DEV_REC) is not None:
             return False
+        with ondemand.use(_P256) as p256:
+            d, pub = p256.keygen(self.random)
+            secret = p256.private_to_bytes(d)
         with self._crypto() as c:
             # makes S first: a crash after it only leaves S, reused next time
-            key = self._att_seal_key()
-            d, pub = c.p256.keygen(self.random)
-            blob = c.sealed.seal(key, c.p256.private_to_bytes(d), self.random(16), _AAD_ATT)
+            blob = c.sealed.seal(self._att_seal_key(), secret, self.random(16), _AAD_ATT)
         self.store.save(_DEV_REC, bytes((_DEV_FMT,)) + pub + blob)
         return True
 
@@ -263,16 +267,10 @@ class Signer:
             self._device()
         return self._att_pub
 
-    def _attest(self, slot, pub):
-        self._device()
-        c = self._c
-        rec = self.store.load(_DEV_REC)
-        d = c.p256.private_from_bytes(c.sealed.unseal(self._att_seal_key(), rec[66:], _AAD_ATT))
+    def _statement(self, slot, pub):
         s = self.serial.encode()
         f = self.firmware.encode()
-        stmt = ATTEST_MAGIC + bytes((ATTEST_VERSION, slot, len(s))) + s + bytes((len(f),)) + f + pub
-        sig = c.p256.sign(d, hashlib.sha256(stmt).digest(), self.random(32))
-        return stmt + sig
+        return ATTEST_MAGIC + bytes((ATTEST_VERSION, slot, len(s))) + s + bytes((len(f),)) + f + pub
 
     # -- PIN and PUK -----------------------------------------------------------------------
 
@@ -384,27 +382,43 @@ class Signer:
     def _slot_aad(self, slot, pub):
         return b"capkey-slot-key" + bytes((slot,)) + pub
 
-    def _generate(self, slot, dek):
-        if self.slot(slot) is not None:
-            raise SwError(SW_STATE)
-        c = self._c
-        d, pub = c.p256.keygen(self.random)
-        aad = self._slot_aad(slot, pub)
-        blob = c.sealed.seal(dek, c.p256.private_to_bytes(d), self.random(16), aad)
+    def _generate(self, slot, pin):
+        # the PIN's DEK and the attestation key, then the new key and its attestation, then the
+        # new key sealed and saved: the attestation is only returned for a key that is saved
+        with self._crypto() as c:
+            _, dek = self._check(pin, False)
+            if self.slot(slot) is not None:
+                raise SwError(SW_STATE)
+            self._device()
+            att = c.sealed.unseal(self._att_seal_key(), self.store.load(_DEV_REC)[66:], _AAD_ATT)
+        with ondemand.use(_P256) as p256:
+            d, pub = p256.keygen(self.random)
+            secret = p256.private_to_bytes(d)
+            stmt = self._statement(slot, pub)
+            sig = p256.sign(p256.private_from_bytes(att), hashlib.sha256(stmt).digest(),
+                            self.random(32))
+        with self._crypto() as c:
+            blob = c.sealed.seal(dek, secret, self.random(16), self._slot_aad(slot, pub))
         self._save_slot(slot, pub, blob, b"")
-        return self._attest(slot, pub)
+        return stmt + sig
 
-    def _sign(self, slot, dek, raw):
-        s = self.slot(slot)
-        if s is None or not s[2]:
-            raise SwError(SW_EMPTY)
-        pub, blob, _ = s
-        c = self._c
-        try:
-            d = c.p256.private_from_bytes(c.sealed.unseal(dek, blob, self._slot_aad(slot, pub)))
-        except (c.sealed.SealError, ValueError):
-            raise SwError(SW_STATE)
-        return c.p256.sign(d, hashlib.sha256(raw).digest(), self.random(32))
+    def _sign(self, slot, pin, raw):
+        with self._crypto() as c:
+            _, dek = self._check(pin, False)
+            s = self.slot(slot)
+            if s is None or not s[2]:
+                raise SwError(SW_EMPTY)
+            pub, blob, _ = s
+            try:
+                secret = c.sealed.unseal(dek, blob, self._slot_aad(slot, pub))
+            except c.sealed.SealError:
+                raise SwError(SW_STATE)
+        with ondemand.use(_P256) as p256:
+            try:
+                d = p256.private_from_bytes(secret)
+            except ValueError:
+                raise SwError(SW_STATE)
+            return p256.sign(d, hashlib.sha256(raw).digest(), self.random(32))
 
     def status(self):
         """state pin_left pin_now puk_left puk_now, then a flags byte per slot (bit 0 key,
@@ -537,12 +551,12 @@ class Signer:
                 raise SwError(SW_EMPTY)
             elif ins == INS_GENERATE and self.slot(slot) is not None:
                 raise SwError(SW_STATE)
+            if ins == INS_GENERATE:
+                return self._generate(slot, pin)
+            if ins == INS_SIGN:
+                return self._sign(slot, pin, rest)
             with self._crypto():
-                _, dek = self._check(pin, False)
-                if ins == INS_GENERATE:
-                    return self._generate(slot, dek)
-                if ins == INS_SIGN:
-                    return self._sign(slot, dek, rest)
+                self._check(pin, False)
             self.store.delete(slot_record(slot))
             return b""
         raise SwError(SW_INS)

@@ -168,17 +168,16 @@ async def test_enrol_and_sign_through_the_keypad():
 async def test_the_payload_parser_and_the_certificate_der_never_share_the_heap_with_the_crypto():
     # The applet checks a SIGN payload with the parser loaded, and the slots' certificates are
     # read with the DER module (applets/x509.py) loaded, then the crypto is loaded for the PIN
-    # check and the signature (signer.py, _Crypto): what is loaded is noted at every on-demand load.
+    # check, then P-256 for the key and the signature, each part once the one before has gone
+    # (signer.py, _Crypto and _P256): what is loaded is noted at every on-demand load.
     import sys
 
     import ondemand
 
     ctx, app, task = await _start()
-    _, _ = await _generate_first(ctx, 0)
-    pub = (await _call(ctx, app_key.CMD_STATUS))[9:74]
-    await _load(ctx, 0, _cert(pub, "Alice Martin"))
     seen = []
     der = []
+    both = []  # the sealing code and P-256 loaded together
     real = ondemand.Use._load
 
     def spy(use):
@@ -186,10 +185,15 @@ async def test_the_payload_parser_and_the_certificate_der_never_share_the_heap_w
         m = sys.modules
         der.append("applets.x509" in m)
         seen.append(("applets.payload" in m or "applets.x509" in m, "crypto.sealed" in m))
+        asked = [n for u in ondemand._open for n in u.names]  # p256 is resident in this test
+        both.append(("crypto.sealed" in asked, "crypto.p256" in asked))
         return mods
 
     ondemand.Use._load = spy
     try:
+        _, _ = await _generate_first(ctx, 0)
+        pub = (await _call(ctx, app_key.CMD_STATUS))[9:74]
+        await _load(ctx, 0, _cert(pub, "Alice Martin"))
         t = await _sign(ctx, _payload("payment"))
         await until(lambda: t.done())
         if len(await t) != 65:
@@ -200,6 +204,8 @@ async def test_the_payload_parser_and_the_certificate_der_never_share_the_heap_w
         raise AssertionError("no parser, DER or crypto seen: %r" % seen)
     if (True, True) in seen:
         raise AssertionError("the parser or the DER and the crypto were loaded together: %r" % seen)
+    if (True, True) in both or (False, True) not in both:
+        raise AssertionError("the sealing code and P-256 (GENERATE, SIGN): %r" % both)
     await _stop(ctx, task)
 
 
