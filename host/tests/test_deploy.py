@@ -108,7 +108,14 @@ def board(monkeypatch):
     b = _Board()
     monkeypatch.setattr(deploy_mod, "Device", b)
     monkeypatch.setattr(deploy_mod, "wait_for_port", lambda port: None)
-    monkeypatch.setattr(deploy_mod.subprocess, "run", b.mpremote)
+    real_run = subprocess.run  # the module is shared: mpy-cross (the build) must still run
+
+    def run(cmd, **kw):
+        if Path(cmd[0]).name == "mpremote":
+            return b.mpremote(cmd, **kw)
+        return real_run(cmd, **kw)
+
+    monkeypatch.setattr(deploy_mod.subprocess, "run", run)
     return b
 
 
