@@ -38,11 +38,14 @@ PCSC_IDLE_MS = 600000  # PC/SC mode switches itself off after this long without 
 FLOWS = "flows.cap"
 COMMANDS = "commands.cap"  # GET_CODE
 CARD_COMMANDS = "commands.cap_card"  # the others
+CODE = "commands.cap_code"  # the card, the PIN and the code, which the flows and GET_CODE share
 _CODE = const("CODE")
 _SIGN = const("SIGN")
 _YOUR_CODE = const("Votre code")
 _CARD_MENU = const("Carte CAP")
 _PCSC_MENU = const("Lecteur PC/SC")
+_NOTICE_MS = const(5000)  # a card's refusal on the keypad stays until OK or this long
+_REFUSAL_MS = const(3000)  # a GET_CODE's refusal: its notice must not hold the reply for long
 
 _app = None
 
@@ -131,14 +134,19 @@ class CapApp:
             ui.cancelled = False  # leaving the code with ANNULER is not a cancelled operation
 
     async def code_flow(self, ui):
-        async with ondemand.use(FLOWS) as f:
-            text = await f.code_flow(self, ui)
-        await self._show_code(ui, text)  # the card and the reader are gone by now
+        await self._keypad_code(ui, "code_flow")
 
     async def sign_flow(self, ui):
-        async with ondemand.use(FLOWS) as f:
-            text = await f.sign_flow(self, ui)
-        await self._show_code(ui, text)
+        await self._keypad_code(ui, "sign_flow")
+
+    async def _keypad_code(self, ui, flow):
+        # the flow's questions, then the PIN and the code once the flow's module is gone: the
+        # reader takes its place in the heap
+        async with ondemand.use(CODE) as cc:
+            async with ondemand.use(FLOWS) as f:
+                job = await getattr(f, flow)(self, ui)
+            text = None if job is None else await cc.pin_and_code(self, ui, job, _NOTICE_MS)
+        await self._show_code(ui, text)  # the card and the reader are gone by now
 
     async def card_menu(self, ui):
         async with ondemand.use(FLOWS) as f:
@@ -190,8 +198,10 @@ class CapApp:
         ui = self.ui
         async with ui.foreground():
             try:
-                async with ondemand.use(COMMANDS) as c:
-                    text = await c.get_code(self, ui, req, args)
+                async with ondemand.use(CODE) as cc:
+                    async with ondemand.use(COMMANDS) as c:  # what the host asks, approved
+                        job = await c.get_code(self, ui, req, args)
+                    text = await cc.pin_and_code(self, ui, job, _REFUSAL_MS, req)
             except MemoryError:
                 raise LinkError(ERR_BUSY)
             # the reply leaves now; the code stays on screen until OK or CODE_SHOW_MS
@@ -210,7 +220,7 @@ def install(ctx):
     # Each loaded once and dropped at boot: the names these modules intern (qstrs, never freed)
     # find room now, at the bottom of a young heap, instead of in the middle of a fragmented one
     # at the first CODE; and ondemand learns what a load of each takes.
-    for name in (COMMANDS, CARD_COMMANDS, FLOWS):
+    for name in (CODE, COMMANDS, CARD_COMMANDS, FLOWS):
         with ondemand.use(name):
             pass
     ui = ctx.ui

@@ -137,7 +137,9 @@ async def test_keypad_code_and_sign_flows_give_the_vector_codes():
 
 async def test_the_reader_and_the_sealing_code_never_share_the_heap():
     # Together they set the CAP flows' peak: cap_code.code() unseals the card (EmvCard.open) before
-    # it loads the reader. What is loaded is noted at every on-demand load of a keypad code.
+    # it loads the reader, and the dialogue that asked for the code (flows/cap.py, the GET_CODE of
+    # commands/cap.py) is gone by then. What is loaded (or, for the dialogues, which this test
+    # imports, asked for) is noted at every on-demand load of a keypad code and of a GET_CODE.
     import sys
 
     import ondemand
@@ -147,8 +149,9 @@ async def test_the_reader_and_the_sealing_code_never_share_the_heap():
 
     def spy(use):
         mods = real(use)
+        asked = [n for u in ondemand._open for n in u.names]
         seen.append(("reader.cap" in sys.modules, "crypto.sealed" in sys.modules,
-                     "ui.inputs" in sys.modules))
+                     "ui.inputs" in sys.modules, "flows.cap" in asked or "commands.cap" in asked))
         return mods
 
     ctx, app, task = await _start()
@@ -159,15 +162,23 @@ async def test_the_reader_and_the_sealing_code_never_share_the_heap():
         await settle()
         ctx.board.press("D")
         await until(lambda: "Votre code" in text(ctx.ui))
+        ctx.board.press("D")
+        await until(lambda: "Choisir la fonction" in text(ctx.ui))
+        t = asyncio.create_task(_call(ctx, app_cap.CMD_GET_CODE, b"\x01"))
+        await until(lambda: "Identification" in text(ctx.ui))
+        await typ(ctx.board, "D1234D")
+        await asyncio.wait_for_ms(t, 2000)
     finally:
         ondemand.Use._load = real
     reader_loads = [s for s in seen if s[0]]
-    if not reader_loads or not any(s[1] for s in seen):
-        raise AssertionError("no reader or no unsealing seen: %r" % seen)
+    if len(reader_loads) < 2 or not any(s[1] for s in seen) or not any(s[3] for s in seen):
+        raise AssertionError("no reader, no unsealing or no dialogue seen: %r" % seen)
     if any(s[1] for s in reader_loads):
         raise AssertionError("the sealing code was still loaded with the reader: %r" % seen)
     if any(s[2] for s in reader_loads):
         raise AssertionError("the PIN entry was still loaded with the reader: %r" % seen)
+    if any(s[3] for s in reader_loads):
+        raise AssertionError("the dialogue was still loaded with the reader: %r" % seen)
     ctx.board.press("D")
     await _stop(ctx, task)
 

@@ -2,12 +2,13 @@
 # the card's other commands are in commands/cap_card.py.
 #
 # apps/cap.py (resident) loads this module with ondemand.use("commands.cap") while a GET_CODE
-# runs and drops it after; with it come commands/cap_code.py (the card, the PIN prompt, the code on
-# screen, the notice of a refusal: the keypad dialogues of flows/cap.py load it without this
-# module), the soft card (applets/emv_card.py), DES and the MACs. The reader state machine
-# (reader/cap.py) is loaded by cap_code.code() only while the card computes, after the card's
-# secrets are unsealed: the reader and the sealing code (AES, HMAC) never share the heap, whose
-# peak they set together. Every function takes the resident CapApp (`app`: ui, store, the PC/SC
+# is checked and while the person approves it, and drops it before the PIN: the PIN, the code on
+# screen and the notice of a refusal are commands/cap_code.py's (the keypad dialogues of
+# flows/cap.py use them too), which apps/cap.py keeps loaded around this module, with the soft
+# card (applets/emv_card.py), DES and the MACs. The reader state machine (reader/cap.py) is
+# loaded by cap_code.code() only while the card computes, after the card's secrets are unsealed:
+# the reader and the sealing code (AES, HMAC) never share the heap, whose peak they set together,
+# and neither this module nor flows/cap.py is loaded beside the reader. Every function takes the resident CapApp (`app`: ui, store, the PC/SC
 # switch and the card it holds while the mode is on) and returns plain values (str, bytes, tuples
 # of labels), never an object of these modules, so that nothing of them outlives the use. A
 # command that needs the person is checked first in a use of its own (get_code_check), then runs
@@ -20,25 +21,18 @@ from commands.cap_code import (
     RESPOND,
     SIGNATURE,
     TDS,
-    Refused,
     answer,
-    ask_pin,
     card,
-    code,
     personalised,
-    zero,
 )
 from link import LinkError
 from link.codes import (
     ERR_INVALID_PARAMETER,
     ERR_NOT_PERSONALISED,
-    KA_PROCESSING,
     KA_WAITING_FOR_USER,
 )
 from micropython import const
 from ui.screen import format_amount
-
-_NOTICE_MS = const(3000)  # a refusal's notice must not hold the reply for long
 
 _IDENTIFY = const("Identification")
 
@@ -61,7 +55,8 @@ def get_code_check(app, req):
 
 
 async def get_code(app, ui, req, args):
-    """In the foreground: the person approves what the host asks, types the PIN -> the code."""
+    """In the foreground: the person approves what the host asks -> what the card computes a
+    code for (cap_code.pin_and_code, once this module is gone)."""
     mode, challenge, amount, currency, fields = args
     c = card(app)
     if not personalised(c):
@@ -70,17 +65,7 @@ async def get_code(app, ui, req, args):
     if not await ui.confirm(_describe(ui, mode, challenge, amount, currency, fields),
                             title=CONNECTED):
         raise answer(ui)
-    pin = await ask_pin(ui)
-    if pin is None:
-        raise answer(ui)
-    try:
-        await req.keepalive(KA_PROCESSING)
-        return code(app, ui, c, mode, pin, challenge, amount, fields)
-    except Refused as r:
-        await ui.message(r.lines, timeout_ms=_NOTICE_MS)
-        raise LinkError(r.error, r.payload)
-    finally:
-        zero(pin)
+    return c, mode, challenge, amount, fields
 
 
 def _digits_ok(s, lo, hi):

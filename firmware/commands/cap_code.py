@@ -10,7 +10,14 @@ from time import ticks_diff, ticks_ms
 import ondemand
 from applets.emv_card import EmvCard
 from link import LinkError
-from link.codes import ERR_DENIED, ERR_INTERNAL, ERR_PIN_BLOCKED, ERR_PIN_INVALID, ERR_TIMEOUT
+from link.codes import (
+    ERR_DENIED,
+    ERR_INTERNAL,
+    ERR_PIN_BLOCKED,
+    ERR_PIN_INVALID,
+    ERR_TIMEOUT,
+    KA_PROCESSING,
+)
 from micropython import const
 from ui import i18n
 
@@ -96,6 +103,31 @@ def code(app, ui, c, mode, pin, challenge=None, amount=None, fields=None):
     ui.show(*app.code_screen(text))
     app.last_code_ms = ticks_diff(ticks_ms(), t0)
     return text
+
+
+async def pin_and_code(app, ui, job, notice_ms, req=None):
+    """The PIN on the keypad, then the card's code on screen -> the code (str). `job` is (card,
+    mode, challenge, amount, fields), what a keypad flow (flows/cap.py) or a GET_CODE
+    (commands/cap.py) asked for; apps/cap.py calls this once their module is gone, so the reader
+    loads in its place. None when the person leaves the PIN (ANNULER, timeout) or the card refuses
+    (its notice shown for notice_ms); for a link request `req`, those raise its LinkError."""
+    c, mode, challenge, amount, fields = job
+    pin = await ask_pin(ui)
+    if pin is None:
+        if req is not None:
+            raise answer(ui)
+        return None
+    try:
+        if req is not None:
+            await req.keepalive(KA_PROCESSING)
+        return code(app, ui, c, mode, pin, challenge, amount, fields)
+    except Refused as r:
+        await ui.message(r.lines, timeout_ms=notice_ms)
+        if req is not None:
+            raise LinkError(r.error, r.payload)
+        return None
+    finally:
+        zero(pin)
 
 
 def answer(ui):

@@ -1,9 +1,9 @@
 # The CAP reader function's keypad dialogues, loaded on demand.
 #
 # apps/cap.py (resident) loads this module with ondemand.use("flows.cap") while a keypad flow
-# runs and drops it after; with it come commands/cap_code.py (the card, the PIN prompt, the code,
-# the refusal notices: the pieces the link commands use too), the soft card and DES (the reader
-# while the card computes).
+# asks its questions and drops it before the PIN: the PIN and the code are commands/cap_code.py's
+# (the pieces the link commands use too), which apps/cap.py keeps loaded around this module, with
+# the soft card and DES; the reader comes in this module's place while the card computes.
 import reader
 from commands import cap_code
 from micropython import const
@@ -27,26 +27,12 @@ async def _needs_card(ui, c):
     return False
 
 
-async def _run(app, ui, c, mode, challenge=None, amount=None, fields=None):
-    # PIN on the keypad, the code on screen -> the code, or None (the reason was shown)
-    pin = await cap_code.ask_pin(ui)
-    if pin is None:
-        return None
-    try:
-        return cap_code.code(app, ui, c, mode, pin, challenge, amount, fields)
-    except cap_code.Refused as r:
-        await ui.message(r.lines, timeout_ms=_NOTICE_MS)
-        return None
-    finally:
-        cap_code.zero(pin)
-
-
-# -- each flow returns the code to leave on screen, or None ---------------------------------
+# -- each flow returns what the card computes a code for (cap_code.pin_and_code), or None -----
 async def code_flow(app, ui):
     c = cap_code.card(app)
     if not await _needs_card(ui, c):
         return None
-    return await _run(app, ui, c, reader.MODE_IDENTIFY)
+    return c, reader.MODE_IDENTIFY, None, None, None
 
 
 async def sign_flow(app, ui):
@@ -79,7 +65,7 @@ async def sign_flow(app, ui):
                 break
             fields.append(str(f, "ascii"))
     mode = (reader.MODE_RESPOND, reader.MODE_SIGN, reader.MODE_TDS)[i]
-    return await _run(app, ui, c, mode, challenge, amount, fields)
+    return c, mode, challenge, amount, fields
 
 
 def card_lines(app, ui):
