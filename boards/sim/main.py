@@ -18,18 +18,24 @@ USAGE = "usage: main.py --port P --storage DIR [--board-profile rpi_pico|rpi_pic
 
 
 def _root():
-    # sys.argv[0] is <root>/boards/sim/main.py, absolute or relative to the working directory
+    # sys.argv[0] is <root>/boards/sim/main.py, absolute or relative to the working directory.
+    # A relative root stays relative (capkey_dev.sim runs "boards/sim/main.py" in the root): the
+    # file name every module interns for good is then as short as on a board.
     path = sys.argv[0]
-    if not path.startswith("/"):
-        path = os.getcwd() + "/" + path
+    absolute = path.startswith("/")
     parts = []
     for p in path.split("/"):
         if p == "..":
-            if parts:
+            if parts and parts[-1] != "..":
                 parts.pop()
+            elif not absolute:
+                parts.append(p)
         elif p and p != ".":
             parts.append(p)
-    return "/" + "/".join(parts[:-3])
+    root = "/".join(parts[:-3])
+    if absolute:
+        return "/" + root
+    return root or "."
 
 
 def _args(argv):

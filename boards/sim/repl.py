@@ -188,6 +188,10 @@ class _Machine:
 
 def serve(board):
     """Serves the REPL on board.port until the process is stopped (or its launcher is gone)."""
+    cwd = os.getcwd()
+    for i, p in enumerate(sys.path):  # the firmware's folders stay importable from the flash
+        if p.startswith("./"):  # boards/sim/main.py's (not ".frozen")
+            sys.path[i] = cwd + p[1:]
     os.chdir(board.storage)
     _Machine.board = board
     sys.modules["machine"] = _Machine

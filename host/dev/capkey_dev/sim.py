@@ -217,11 +217,14 @@ class Simulator:
         return self.tree
 
     def command(self) -> list[str]:
+        """The simulator's command line, run in `tree`: its modules are found on paths relative to
+        it, so the names they intern for good (each module's file name among them) are about as
+        long as on a board (/app_a/...), whatever folder the checkout lives in."""
         return [
             micropython_binary(),
             "-X",
             f"heapsize={self.heap}",
-            str(self.tree / "boards" / "sim" / "main.py"),
+            "boards/sim/main.py",
             "--port",
             str(self.port),
             "--storage",
@@ -288,7 +291,7 @@ class Simulator:
         self.returncode = None
         proc = subprocess.Popen(
             self.command(),
-            cwd=self.root,
+            cwd=self.tree,
             env=self._env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -235,13 +235,13 @@ def _resident_code() -> tuple[int, int]:
     tree = ROOT / "build" / "sim"
     script = (
         "import sys, gc, micropython\n"
-        f"sys.path[:0] = ['{tree}/boards/sim', '{tree}/boards', '{tree}/firmware']\n"
+        "sys.path[:0] = ['./boards/sim', './boards', './firmware']\n"  # as the simulator runs
         "gc.collect(); a = gc.mem_alloc(); micropython.qstr_info()\n"
         f"for m in {RESIDENT!r}: __import__(m)\n"
         "gc.collect(); print('heap', gc.mem_alloc() - a); micropython.qstr_info()\n"
     )
     out = subprocess.run([micropython_binary(), "-X", "heapsize=190k", "-c", script],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+                         capture_output=True, text=True, timeout=60, check=True, cwd=tree).stdout
     heap = int(re.search(r"heap (\d+)", out).group(1))  # type: ignore[union-attr]
     pools = [int(n) for n in re.findall(r"n_total_bytes=(\d+)", out)]
     return heap, pools[1] - pools[0]
@@ -260,7 +260,7 @@ def _names() -> tuple[int, int, int]:
     )
     script = (
         "import sys, gc, micropython\n"
-        f"sys.path[:0] = ['{tree}/boards/sim', '{tree}/boards', '{tree}/firmware']\n"
+        "sys.path[:0] = ['./boards/sim', './boards', './firmware']\n"
         "import board\n"
         f"for m in {mods!r}:\n"
         "    __import__(m)\n"
@@ -275,7 +275,7 @@ def _names() -> tuple[int, int, int]:
         "    last = a\n"
     )
     out = subprocess.run([micropython_binary(), "-X", "heapsize=4m", "-c", script],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+                         capture_output=True, text=True, timeout=120, check=True, cwd=tree).stdout
     n = int(re.search(r"n_qstr=(\d+)", out).group(1))  # type: ignore[union-attr]
     spare, pool = (int(x) for x in re.search(r"pool (\d+) (\d+)", out).groups())  # type: ignore[union-attr]
     return n, spare, pool
