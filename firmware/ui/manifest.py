@@ -10,6 +10,7 @@ package(
         "i18n.py",
         "inputs.py",
         "keyqueue.py",
+        "menu.py",
         "screen.py",
         "shell.py",
     ),

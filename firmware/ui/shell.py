@@ -1,4 +1,4 @@
-# The home loop and the MENU (mixed into ui.core.Ui).
+# The home loop (mixed into ui.core.Ui); the MENU is ui/menu.py, loaded while it is open.
 #
 # Home: "Choisir la fonction" with the keys of the bound functions ("A:CODE B:SIGN") and
 # "#:MENU". A bound key runs its flow; # opens the menu; other keys do nothing (a beep where the
@@ -6,8 +6,9 @@
 # switches it back on. A flow that raises shows "Erreur", one that ended with ANNULER shows
 # "Opération annulée", each for NOTICE_MS, then the home screen comes back.
 import asyncio
-import gc
 from time import ticks_diff, ticks_ms
+
+import ondemand
 
 from . import i18n
 from .screen import CENTER
@@ -47,7 +48,7 @@ class Shell:
             if k is None:
                 return
             if k == "#":
-                await self._guard(self._menu)
+                await self._guard(_menu)
             else:
                 f = self._functions.get(k)
                 if f is None:
@@ -100,41 +101,7 @@ class Shell:
         if self.cancelled:
             self._notice = i18n.CANCELLED
 
-    async def _menu(self, ui):
-        # Browsing the menu and its device info gives way to a foreground
-        # task (the screen is left at once); an app's menu entry is a flow and runs to its end.
-        self._preemptible = True
-        try:
-            while True:
-                items = [i18n.INFO]
-                for item in self._menu_items:
-                    items.append(item[0])
-                i = await self.choose(i18n.MENU, items)
-                if i is None:  # ANNULER here is "back", not a cancelled operation
-                    self.cancelled = False
-                    return
-                if i == 0:
-                    await self._info()
-                else:
-                    self._preemptible = False
-                    await self._menu_items[i - 1][1](self)
-                    return
-                self.cancelled = False
-                if self._fg_waiting:
-                    return
-        finally:
-            self._preemptible = False
 
-    async def _info(self):
-        b = self.board
-        gc.collect()
-        lines = (
-            i18n.MODEL + " " + b.name,
-            i18n.SERIAL,
-            str(b.serial),
-            i18n.VERSION + " " + self.version,
-            i18n.HEAP_FREE,
-            "%d / %d" % (gc.mem_free(), b.heap_total),
-        )
-        await self.message(lines, title=i18n.INFO)
-
+async def _menu(ui):
+    async with ondemand.use("ui.menu") as m:
+        await m.menu(ui)
