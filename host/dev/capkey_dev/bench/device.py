@@ -9,8 +9,9 @@ flow loaded must be gone). Target (docs targets): peak of any flow <= 96 KB; sho
 heap in use at the peak and as what the flow adds to the idle device.
 
 Headroom (issue 14): at the peak of every flow, and of the demo's case (a key SIGN while the device
-view polls SCREEN three times a second on a connection of its own), at least 25% of the heap must
-be free on the Pico profile. The ≤ 96 KB target stays as the stretch: each flow's ratio to it is
+view polls SCREEN three times a second and types the person's keys, on a connection of its own as
+in `capkey demo`: capkey_dev.devview's DeviceSession), at least 25% of the heap must be free on
+the Pico profile. The ≤ 96 KB target stays as the stretch: each flow's ratio to it is
 printed. What a frozen build would save: the resident modules' code and names, imported alone in
 the same MicroPython (`_resident_code`); frozen, they run from flash and take no heap. The names
 (qstrs) every module interns are never freed and the pools that hold them double: `_names` prints
@@ -36,6 +37,7 @@ from capkey.cert.attestation import Attestation
 from capkey.link.device import Device
 from capkey.link.transport import Transport
 from capkey_dev.demo import accept
+from capkey_dev.devview import DeviceSession
 from capkey_dev.sim import ROOT, Simulator, micropython_binary
 
 CMD_HEAP = 0x07
@@ -85,7 +87,7 @@ class _Call:
 
 
 class _Operator:
-    def __init__(self, dev: Device):
+    def __init__(self, dev: Device | DeviceSession):
         self.dev = dev
 
     def text(self) -> str:
@@ -203,28 +205,31 @@ def _key_sign(dev: Device, op: _Operator) -> None:
 
 
 class _Polling:
-    """The device view: SCREEN three times a second on a connection of its own."""
+    """The demo's device view (capkey_dev.devview): one connection that polls SCREEN three times
+    a second and carries the person's keys."""
 
     def __init__(self, url: str):
-        self._dev = _connect(url)
+        self.session = DeviceSession(url)
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.33):
-            self._dev.screen()
+            self.session.screen()
 
     def close(self) -> None:
         self._stop.set()
         self._t.join(5)
-        self._dev.close()
+        self.session.close()
 
 
-def _key_sign_watched(dev: Device, op: _Operator, url: str) -> None:
+def _key_sign_watched(dev: Device, operator: Device, url: str) -> None:
+    # as in the demo: the SIGN's connection and the device view's, the operator's closed
+    operator.close()
     view = _Polling(url)
     try:
-        _key_sign(dev, op)
+        _key_sign(dev, _Operator(view.session))
     finally:
         view.close()
 
@@ -304,7 +309,7 @@ def _figures(flash: Path) -> None:
                 ("CAP connected GET_CODE", lambda: _connected_identify(dev, op)),
                 ("key GENERATE + enrolment", lambda: _key_enrol(dev, op)),
                 ("key SIGN (payment)", lambda: _key_sign(dev, op)),
-                ("key SIGN, device view polling", lambda: _key_sign_watched(dev, op, sim.url)),
+                ("key SIGN, device view polling", lambda: _key_sign_watched(dev, opdev, sim.url)),
             )
             worst = 0
             total = info.heap_total
