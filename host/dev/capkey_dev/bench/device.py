@@ -2,8 +2,9 @@
 app installed, the peak heap of each flow, and CAP "OK pressed -> code on screen".
 
 Heap: a simulator in the heap figures mode (boards/sim/board.py: the garbage collector runs every
-2 KB allocated, and the heap in use is noted at every screen update, store write point and
-on-demand load/release). Before each flow the HEAP command (0x07) starts a new peak; after it,
+512 bytes allocated, and the heap in use is noted at every screen update, store write point and
+on-demand load/release), on one link connection as a board has (the person's keys are PRESSed on
+it while its request waits for them, as a lab board's operator does). Before each flow the HEAP command (0x07) starts a new peak; after it,
 HEAP gives the peak in use (live objects within 512 bytes) and the heap in use again (everything the
 flow loaded must be gone). Target (docs targets): peak of any flow <= 96 KB; shown as the whole
 heap in use at the peak and as what the flow adds to the idle device.
@@ -224,9 +225,8 @@ class _Polling:
         self.session.close()
 
 
-def _key_sign_watched(dev: Device, operator: Device, url: str) -> None:
-    # as in the demo: the SIGN's connection and the device view's, the operator's closed
-    operator.close()
+def _key_sign_watched(dev: Device, url: str) -> None:
+    # as in the demo: the SIGN's connection and the device view's, which types the keys
     view = _Polling(url)
     try:
         _key_sign(dev, _Operator(view.session))
@@ -294,8 +294,10 @@ def _figures(flash: Path) -> None:
     sim = Simulator(flash, heap_stats=True, register=False)
     sim.start()
     try:
-        dev, opdev = _connect(sim.url), _connect(sim.url)
-        op = _Operator(opdev)
+        # One link connection, as a board has (its USB stream): the person's keys (PRESS) go on
+        # the connection whose request waits for them, as a lab board's operator does.
+        dev = _connect(sim.url)
+        op = _Operator(dev)
         try:
             info = dev.info()
             op.wait("Choisir la fonction")
@@ -309,7 +311,7 @@ def _figures(flash: Path) -> None:
                 ("CAP connected GET_CODE", lambda: _connected_identify(dev, op)),
                 ("key GENERATE + enrolment", lambda: _key_enrol(dev, op)),
                 ("key SIGN (payment)", lambda: _key_sign(dev, op)),
-                ("key SIGN, device view polling", lambda: _key_sign_watched(dev, opdev, sim.url)),
+                ("key SIGN, device view polling", lambda: _key_sign_watched(dev, sim.url)),
             )
             worst = 0
             total = info.heap_total
@@ -339,7 +341,6 @@ def _figures(flash: Path) -> None:
                   f"the next qstr pool takes {_kb(pool)} for good")
         finally:
             dev.close()
-            opdev.close()
     finally:
         sim.stop()
 
