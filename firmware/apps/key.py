@@ -1,8 +1,10 @@
 # The certificate key of capkey, resident part: MENU entries, link handlers 0x40-0x48 and the state
 # that must live between uses. The MENU dialogues are in flows/key.py and the command bodies in
-# commands/key.py (SIGN) and commands/key_admin.py (the others), loaded with the signing applet, the
-# payload rendering and the crypto (P-256, AES, HMAC, sealed blobs) only while a flow or a command
-# runs (firmware/ondemand.py), then dropped so the other app's flows have the heap. Protocol:
+# commands/key_sign.py (SIGN) and commands/key_admin.py (the others), on commands/key.py (the
+# applet and the PIN), loaded with the signing applet, the payload rendering and the crypto
+# (P-256, AES, HMAC, sealed blobs) only while a flow or a command runs (firmware/ondemand.py),
+# then dropped so the other app's flows have the heap. GENERATE and SIGN end in commands/key.py's
+# finish() (the PIN, then the applet), their dialogue's module gone. Protocol:
 # docs/protocol.md, "Certificate key commands"; payloads and what the screen shows:
 # docs/payloads.md.
 #
@@ -34,7 +36,8 @@ CMD_UNBLOCK_PIN = const(0x48)
 NOTICE_MS = 3000  # how long an error notice of a link request stays before the reply leaves
 
 FLOWS = "flows.key"
-COMMANDS = "commands.key"  # SIGN, and what every command shares
+COMMANDS = "commands.key"  # what every command shares: the applet, the PIN, finish()
+SIGN = "commands.key_sign"  # SIGN's checks and dialogue (it imports COMMANDS)
 ADMIN = "commands.key_admin"  # the other commands (it imports COMMANDS)
 MENU_PIN = "Changer PIN"  # menu labels fit one row after "N "
 MENU_PUK = "Débloquer PIN"
@@ -83,8 +86,14 @@ class KeyApp:
         args = await self._now(check, req, module)
         async with self.ui.foreground():
             try:
-                async with ondemand.use(module) as c:
-                    return await c.person(self, flow, req, args)
+                async with ondemand.use(COMMANDS) as k:
+                    async with ondemand.use(module) as c:
+                        out = await c.person(self, flow, req, args)
+                    if isinstance(out, tuple):
+                        # the applet command the dialogue left: its module is gone, the
+                        # applet's crypto loads in its place
+                        out = await k.finish(self, req, out)
+                    return out
             except MemoryError:
                 raise LinkError(ERR_BUSY)
 
@@ -105,7 +114,7 @@ class KeyApp:
         if cmd == CMD_GENERATE:
             return await self._person("check_generate", "person_generate", req)
         if cmd == CMD_SIGN:
-            return await self._person("check_sign", "person_sign", req, COMMANDS)
+            return await self._person("check_sign", "person_sign", req, SIGN)
         if cmd == CMD_DELETE:
             return await self._person("check_delete", "person_delete", req)
         if cmd == CMD_CHANGE_PIN:
@@ -122,8 +131,9 @@ def install(ctx):
     # at the bottom of a young heap, and ondemand learns what a load of each takes.
     with ondemand.use(COMMANDS) as c:
         c.provision(app)  # first boot: device secret and attestation key
-    with ondemand.use(FLOWS):
-        pass
+    for name in (SIGN, FLOWS):
+        with ondemand.use(name):
+            pass
     ui = ctx.ui
     ui.add_menu_item(MENU_PIN, app.menu_change_pin)
     ui.add_menu_item(MENU_PUK, app.menu_unblock)

@@ -9,6 +9,7 @@ import hashlib
 # The simulator and the boards run .mpy files; firmware/test_ondemand.py tests the dropping.
 import commands.key  # noqa: F401
 import commands.key_admin  # noqa: F401
+import commands.key_sign  # noqa: F401
 import flows.key  # noqa: F401
 from applets.test_key_fixtures import cert as _cert
 from applets.test_key_fixtures import payload as _payload
@@ -169,7 +170,9 @@ async def test_the_payload_parser_and_the_certificate_der_never_share_the_heap_w
     # The applet checks a SIGN payload with the parser loaded, and the slots' certificates are
     # read with the DER module (applets/x509.py) loaded, then the crypto is loaded for the PIN
     # check, then P-256 for the key and the signature, each part once the one before has gone
-    # (signer.py, _Crypto and _P256): what is loaded is noted at every on-demand load.
+    # (signer.py, _Crypto and _P256), and GENERATE's and SIGN's dialogue modules are gone before
+    # P-256 (commands/key.py finish(); a new key's SETUP runs in its dialogue): what is loaded is
+    # noted at every on-demand load.
     import sys
 
     import ondemand
@@ -178,6 +181,7 @@ async def test_the_payload_parser_and_the_certificate_der_never_share_the_heap_w
     seen = []
     der = []
     both = []  # the sealing code and P-256 loaded together
+    dialogue = []  # GENERATE's or SIGN's dialogue module and P-256 loaded together
     real = ondemand.Use._load
 
     def spy(use):
@@ -187,6 +191,8 @@ async def test_the_payload_parser_and_the_certificate_der_never_share_the_heap_w
         seen.append(("applets.payload" in m or "applets.x509" in m, "crypto.sealed" in m))
         asked = [n for u in ondemand._open for n in u.names]  # p256 is resident in this test
         both.append(("crypto.sealed" in asked, "crypto.p256" in asked))
+        dialogue.append(("commands.key_sign" in asked or "commands.key_admin" in asked,
+                         "crypto.p256" in asked))
         return mods
 
     ondemand.Use._load = spy
@@ -206,6 +212,8 @@ async def test_the_payload_parser_and_the_certificate_der_never_share_the_heap_w
         raise AssertionError("the parser or the DER and the crypto were loaded together: %r" % seen)
     if (True, True) in both or (False, True) not in both:
         raise AssertionError("the sealing code and P-256 (GENERATE, SIGN): %r" % both)
+    if (True, True) in dialogue or (False, True) not in dialogue:
+        raise AssertionError("GENERATE's or SIGN's dialogue with P-256: %r" % dialogue)
     await _stop(ctx, task)
 
 

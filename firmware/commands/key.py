@@ -1,16 +1,13 @@
-# The certificate key's SIGN command (0x43, docs/protocol.md "Certificate key commands";
-# payloads and what the screen shows: docs/payloads.md), the applet access and PIN dialogues every
-# key command and MENU entry shares (KeyDialogues), and the first boot's provisioning, loaded on
-# demand. The other key commands and the PIN changes are in commands/key_admin.py, which builds
-# on this module.
+# The certificate key's applet access and PIN dialogues every key command and MENU entry shares
+# (KeyDialogues), the run of the applet command a dialogue leaves (finish: the PIN, then GENERATE
+# or SIGN), and the first boot's provisioning, loaded on demand. SIGN's checks and dialogue are in
+# commands/key_sign.py, the other key commands and the PIN changes in commands/key_admin.py; both
+# build on this module.
 #
-# apps/key.py (resident) loads this module with ondemand.use("commands.key") while a SIGN runs
-# (commands.key_admin with it for the other commands and the MENU) and drops it after; with it
-# come the signing applet (applets/signer.py), P-256, AES, HMAC and the sealed blobs; the payload
-# parser and its French rendering (applets/payload.py) only while a payload is checked and put
-# into lines for the screen. SIGN is the firmware's largest use: it loads this one module and
-# nothing it does not run (a second module in it fragments the heap,
-# hil_tests/test_cert_enrol.py; the administration code in it took 6 KB more at its peak).
+# apps/key.py (resident) loads this module with ondemand.use("commands.key") while a key command
+# runs, with the command's own module beside it for its checks and its dialogue, dropped before
+# finish(): the PIN entry, then the signing applet's crypto (applets/signer.py: the sealing code,
+# then P-256) take its place, the heap's peak of GENERATE and SIGN.
 #
 # A KeyDialogues lives for one use: it makes the applet object from the resident KeyApp (store,
 # board); the per-power-up PIN/PUK failure counts stay in the KeyApp and go in and out of the
@@ -44,14 +41,11 @@ from link.codes import (
 from micropython import const
 from ui import i18n
 
-ANY_SLOT = const(0xFF)
 # PIN_BLOCKED payload (reason)
 BLOCKED_PIN = const(1)
 BLOCKED_POWER = const(2)
 BLOCKED_WIPED = const(3)
 
-_SIGN_TITLE = const("Signature")
-_SELECT = const("Sélectionnez votre certificat")
 _SIGNED = const("Signature effectuée")
 _PUK_WRONG = const("Code PUK incorrect")
 _USE_PUK = const("Débloquez-le avec le PUK (MENU)")
@@ -230,54 +224,11 @@ class KeyDialogues:
 
 
 class KeyCommands(KeyDialogues):
+    """The KeyDialogues of a link request: KEEPALIVEs to its host, refusals shown notice_ms."""
+
     def __init__(self, app, req):
         super().__init__(app, req.keepalive, app.notice_ms)
         self.req = req
-
-    async def _sign(self, ui, slot, lines, raw):
-        candidates = [(i, s) for i, k, s in self.slots() if k and s]
-        if slot != ANY_SLOT:
-            candidates = [c for c in candidates if c[0] == slot]
-        if not candidates:
-            raise Fail(ERR_NOT_PERSONALISED)
-        blocked = self._check_pin_usable()
-        if blocked:
-            await self._pin_failure(ui, blocked)
-        await self._confirm(ui, lines, _SIGN_TITLE)
-        chosen = candidates[0]
-        if len(candidates) > 1:
-            await self.keepalive(KA_WAITING_FOR_USER)
-            # the names alone: choose() numbers them (1, 2...) for the keys that pick them
-            i = await ui.choose(_SELECT, [self.name(s) for _, s in candidates])
-            if i is None:
-                raise Fail(ERR_DENIED if ui.cancelled else ERR_TIMEOUT)
-            chosen = candidates[i]
-        sig = await self._with_pin(ui, sg.INS_SIGN, chosen[0], raw, (self.label(*chosen),))
-        ui.show((_SIGNED,))
-        return bytes((chosen[0],)) + sig
-
-    # -- the commands: checks and bodies that run at once (now), dialogues with the screen taken
-    # (person) ----------------------------------------------------------------------------------
-
-    def check_sign(self):
-        _display(self.req.payload)  # refused before anything is shown
-        return ()
-
-    async def person_sign(self):
-        # parsed again in this use: an object of the previous use's module must not live on
-        p = self.req.payload
-        return await self._sign(self.ui, ANY_SLOT, _display(p), p)
-
-
-def _display(payload):
-    # What the screen shows of a SIGN payload (plain strs), or INVALID_PARAMETER. The parser is
-    # loaded for this only: the PIN check and the signature run without it (the applet parses
-    # the same bytes again before it signs them, applets/signer.py).
-    with ondemand.use("applets.payload") as pl:
-        try:
-            return pl.display(pl.parse(payload))
-        except pl.PayloadError:
-            raise LinkError(ERR_INVALID_PARAMETER)
 
 
 # -- what apps/key.py calls, each with a KeyCommands (or commands/key_admin.py's KeyAdmin) ----
@@ -292,11 +243,36 @@ def now(app, name, req, cls=KeyCommands):
 
 
 async def person(app, name, req, args, cls=KeyCommands):
-    """Runs the dialogue `name` (the caller holds the screen) -> the reply; Fail -> LinkError."""
+    """Runs the dialogue `name` (the caller holds the screen) -> the reply, or the applet command
+    it leaves to finish() (a tuple); Fail -> LinkError."""
     k = cls(app, req)
     try:
         return await getattr(k, name)(*args)
     except Fail as e:
         raise LinkError(e.code, e.payload)
     finally:
+        k.close()
+
+
+async def finish(app, req, job):
+    """The applet command a dialogue left (`job`: ins, slot, the data after the PIN, the lines
+    shown above the PIN, and the PIN when the dialogue had it chosen), run once the dialogue's
+    module is gone, so the applet's crypto loads in its place: the PIN on the keypad, then the
+    command -> the reply; Fail -> LinkError."""
+    ins, slot, rest, prompt, pin = job
+    k = KeyCommands(app, req)
+    ui = k.ui
+    try:
+        if pin is None:
+            out = await k._with_pin(ui, ins, slot, rest, prompt)
+        else:
+            out = await k._run(ui, ins, slot, pin, rest)
+        if ins == sg.INS_SIGN:
+            ui.show((_SIGNED,))
+            return bytes((slot,)) + out
+        return out
+    except Fail as e:
+        raise LinkError(e.code, e.payload)
+    finally:
+        zero(pin)
         k.close()

@@ -136,18 +136,16 @@ class KeyAdmin(key.KeyCommands):
             zero(puk)
 
     async def _generate(self, ui, slot):
+        # -> the GENERATE for commands/key.py's finish(), run once this module is gone: with the
+        # PIN the person has just chosen on a new key (FACTORY), or asked for then
         if self.status()[0] == sg.FACTORY:
             await self._confirm(ui, (_NEW_KEY, _SLOT + " %d" % (slot + 1)), _CONNECTED)
-            pin = await self._setup(ui)
-            try:
-                return await self._run(ui, sg.INS_GENERATE, slot, pin)
-            finally:
-                zero(pin)
+            return sg.INS_GENERATE, slot, b"", (), await self._setup(ui)
         blocked = self._check_pin_usable()
         if blocked:
             await self._pin_failure(ui, blocked)
         await self._confirm(ui, (_NEW_KEY, _SLOT + " %d" % (slot + 1)), _CONNECTED)
-        return await self._with_pin(ui, sg.INS_GENERATE, slot)
+        return sg.INS_GENERATE, slot, b"", (), None
 
     async def _delete(self, ui, slot):
         subject = self.slots()[slot][2]

@@ -5,7 +5,7 @@
 
 package(
     "commands",
-    files=("cap.py", "cap_card.py", "cap_code.py", "key.py", "key_admin.py"),
+    files=("cap.py", "cap_card.py", "cap_code.py", "key.py", "key_admin.py", "key_sign.py"),
     base_path="..",
     opt=3,
 )
