@@ -61,10 +61,6 @@ class PinBlocked(ReaderError):
         super().__init__("pin_blocked", 0x6983)
 
 
-class CardInfo:
-    __slots__ = ("aid", "tries", "atc")
-
-
 def pin_block(digits, out):
     """ISO 9564 format 2 block of ASCII or numeric PIN digits into out (8 bytes)."""
     n = len(digits)
@@ -302,26 +298,6 @@ class CapReader:
                 raise ReaderError(ReaderError.NOT_SUPPORTED)
         return out
 
-    def _start(self):
-        aid, fci = self._select_app()
-        return aid, fci
-
-    def card_info(self):
-        """Select the CAP application and read tries left and ATC (no transaction)."""
-        try:
-            return self._card_info()
-        except tlv.TlvError:
-            raise ReaderError(ReaderError.CARD_ERROR)
-
-    def _card_info(self):
-        info = CardInfo()
-        info.aid, _ = self._start()
-        t = self._get_data(0x9F17)
-        info.tries = t[0] if t is not None and len(t) == 1 else -1
-        a = self._get_data(0x9F36)
-        info.atc = (a[0] << 8 | a[1]) if a is not None and len(a) == 2 else -1
-        return info
-
     def code(self, mode, pin, challenge=None, amount=None, fields=None):
         """Run one CAP transaction -> the code (int). `pin` is a bytearray of digits that the
         caller wipes; the PIN block built from it is wiped here. Raises ValueError for bad
@@ -362,7 +338,7 @@ class CapReader:
             tds = tds_block(fields or ())
         elif mode not in (MODE_IDENTIFY, MODE_RESPOND, MODE_SIGN):
             raise ValueError("mode")
-        aid, fci = self._start()
+        aid, fci = self._select_app()
         date = _READER_DATE.get(aid, b"\x00\x00\x00")
         afl = self._gpo(fci)
         recs = self._read_records(afl)
