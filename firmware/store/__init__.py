@@ -244,18 +244,3 @@ class Store:
         mark = bytes((SCHEMA,))
         if self.load(_SCHEMA_RECORD) != mark:
             self.save(_SCHEMA_RECORD, mark)
-
-    def names(self):
-        """Names of the records present (complete or not)."""
-        out = []
-        for entry in os.ilistdir(self.root):
-            n = entry[0]
-            if n.endswith(_NEW):
-                n = n[: -len(_NEW)]
-            try:
-                _check_name(n)
-            except ValueError:
-                continue
-            if n not in out:
-                out.append(n)
-        return out
