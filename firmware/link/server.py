@@ -156,23 +156,11 @@ class LinkServer:
         """Serves one host connection until the stream ends, it stays idle, or its place goes to
         a newer connection (docs/protocol.md, "Connections")."""
         readinto = getattr(reader, "readinto", None)
-        conns = self._conns
-        if len(conns) >= self._max_conns:
-            # the connection idle the longest makes room; none is idle: this one is refused
-            victim = None
-            most = -1
-            now = time.ticks_ms()
-            for c in conns:
-                q = self._quiet_ms(c, now)
-                if q > most:
-                    victim = c
-                    most = q
-            if victim is None:
-                await self._refuse(reader, readinto, writer)
-                return
-            self._drop(victim)
+        if len(self._conns) >= self._max_conns and not self._make_room():
+            await self._refuse(reader, readinto, writer)
+            return
         conn = _Conn(writer)
-        conns.append(conn)
+        self._conns.append(conn)
         if self._watcher is None:
             self._watcher = asyncio.create_task(self._watch())
         try:
@@ -221,6 +209,22 @@ class LinkServer:
             except MemoryError:
                 dec.refuse()
                 return False
+        return True
+
+    def _make_room(self):
+        # The connection idle the longest goes; False when none is idle. Not in serve(): its
+        # locals would stay in every connection's coroutine for as long as it lives.
+        victim = None
+        most = -1
+        now = time.ticks_ms()
+        for c in self._conns:
+            q = self._quiet_ms(c, now)
+            if q > most:
+                victim = c
+                most = q
+        if victim is None:
+            return False
+        self._drop(victim)
         return True
 
     def _quiet_ms(self, conn, now):
@@ -300,8 +304,8 @@ class LinkServer:
         end = dec.n + dec.need
         while dec.n < end:
             mv = dec.mv[dec.n : end]
-            if dec.n == 0:
-                r = await _read(reader, readinto, mv)
+            if dec.n == 0:  # the wait between frames: one coroutine less while it lasts
+                r = await readinto(mv) if readinto is not None else await _read(reader, None, mv)
             else:
                 try:
                     r = await asyncio.wait_for_ms(_read(reader, readinto, mv), GAP_MS)
