@@ -46,7 +46,6 @@ _AIP = const(b"\x10\x00")
 _AFL = const(b"\x08\x01\x01\x00")  # SFI 1, record 1 to 1, no offline-authentication record
 _CVM_LIST = const(b"\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00")  # X, Y = 0; plaintext PIN by ICC, always
 _MIN_SET = const((0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37))  # MAC input order
-_ARC = const(0x8A)
 _Z3 = const(b"Z3")
 _CVN_VISA_10 = const(10)  # VIS CVN 10: retail MAC under the UDK, CVR of 4; else M/Chip CVN 16
 

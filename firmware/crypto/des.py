@@ -21,7 +21,7 @@ from micropython import const
 ONDEMAND_RESIDENT = True
 
 _ROUND_BYTES = const(8)  # one subkey = 8 six-bit chunks, one per S-box
-_KS_BYTES = const(128)  # 16 rounds
+_KS_BYTES = const(16 * _ROUND_BYTES)  # 16 rounds
 
 # The standard's tables, loaded for this import only (crypto/des_tables.py says why).
 with ondemand.use("crypto.des_tables") as _t:

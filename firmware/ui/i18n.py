@@ -8,8 +8,6 @@ MENU_KEY = "#:MENU"
 INFO = "Infos appareil"
 CANCELLED = "Opération annulée"
 ERROR = "Erreur"
-TIMEOUT = "Temps écoulé"
-NOT_AVAILABLE = "Fonction non disponible"
 RETRY = "Réessayez"
 WAIT = "Patientez..."
 
@@ -22,7 +20,6 @@ MODEL = "Modèle"
 SERIAL = "N° série"
 VERSION = "Version"
 HEAP_FREE = "RAM libre"
-HEAP_TOTAL = "RAM totale"
 
 # PIN dialogues used by both the CAP reader and the certificate key
 PIN = "Code PIN"
