@@ -63,3 +63,28 @@ def test_only_what_changed_is_built_again(tmp_path):
     assert changed == {"firmware/pkg/mod.mpy"}
     src.unlink()  # a source that goes takes its .mpy with it
     assert "firmware/pkg/mod.mpy" not in _files(stage_sim(root))
+
+
+def test_modules_carry_no_line_numbers_unless_asked(tmp_path, monkeypatch):
+    # -O3 (capkey_dev.build.MPY_OPT): 3 KB of heap at a flow's peak; a traceback names the file
+    # and the function. CAPKEY_MPY_LINES=1 (MPY_OPT "-O0") keeps the lines, and switching builds
+    # the tree again.
+    from capkey_dev import build
+
+    root = _root(tmp_path)
+    (root / "firmware/main.py").write_text("def fail():\n    x = 1\n    raise ValueError(x)\n\nfail()\n")
+
+    def traceback() -> str:
+        tree = stage_sim(root)
+        out = subprocess.run([MICROPYTHON, "-c", "import sys; sys.path.insert(0, 'firmware'); import main"],
+                             cwd=tree, capture_output=True, text=True, timeout=30)
+        return out.stdout + out.stderr
+
+    assert build.MPY_OPT == "-O3"
+    assert 'File "main.py", line 1, in fail' in traceback()
+    monkeypatch.setattr(build, "MPY_OPT", "-O0")
+    build._mpy_cross_version.cache_clear()
+    try:
+        assert 'File "main.py", line 3, in fail' in traceback()
+    finally:
+        build._mpy_cross_version.cache_clear()

@@ -40,6 +40,11 @@ _NATIVE_ARCH = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "ar
                 7: "armv7emsp", 8: "armv7emdp", 9: "xtensa", 10: "xtensawin", 11: "rv32imc",
                 12: "rv64imc"}
 _STAMP = ".build.json"
+# mpy-cross -O3, as the frozen manifests (opt=3): no line-number tables, 3 KB less heap at the
+# peak of a flow on a board (docs/architecture.md, "Memory"). A traceback then names the file and
+# the function, and every line reads 1; CAPKEY_MPY_LINES=1 in the environment keeps the line
+# numbers (-O0) for a debugging build.
+MPY_OPT = "-O0" if os.environ.get("CAPKEY_MPY_LINES") == "1" else "-O3"
 SIM = "sim"  # the deploy target of a simulator on this machine (the host's MicroPython)
 DEPLOY_TARGETS = (*BOARD_ARCH, SIM)
 
@@ -84,7 +89,8 @@ def compile_one(src: Path, arch: str, out: Path, root: Path = ROOT) -> str | Non
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     proc = subprocess.run(
-        [MPY_CROSS, f"-march={arch}", "-o", str(tmp), "-s", str(device_path(src)), str(root / src)],
+        [MPY_CROSS, MPY_OPT, f"-march={arch}", "-o", str(tmp), "-s", str(device_path(src)),
+         str(root / src)],
         capture_output=True, text=True,
     )
     if proc.returncode:
@@ -117,8 +123,9 @@ def compile_all() -> tuple[list[str], dict[str, int]]:
 
 @cache
 def _mpy_cross_version() -> str:
+    """The compiler and its options: a change of either builds everything again."""
     proc = subprocess.run([MPY_CROSS, "--version"], capture_output=True, text=True)
-    return proc.stdout.strip()
+    return f"{proc.stdout.strip()} {MPY_OPT}"
 
 
 def sync_tree(target: Path, plan: dict[Path, tuple[Path, str | None]], root: Path = ROOT) -> int:
