@@ -49,6 +49,15 @@ def test_tree_layout_and_native_code_runs(tmp_path):
     assert out.stdout.strip() == "42", out.stderr
 
 
+def test_tracebacks_name_the_module_as_it_is_imported():
+    from capkey_dev.build import module_name
+
+    assert module_name(Path("firmware/commands/key.py")) == "commands.key"
+    assert module_name(Path("firmware/link/__init__.py")) == "link"
+    assert module_name(Path("boards/drivers/ssd1306.py")) == "drivers.ssd1306"
+    assert module_name(Path("boards/rpi_pico/board.py")) == "board"
+
+
 def test_only_what_changed_is_built_again(tmp_path):
     root = _root(tmp_path)
     tree = stage_sim(root)
@@ -66,9 +75,9 @@ def test_only_what_changed_is_built_again(tmp_path):
 
 
 def test_modules_carry_no_line_numbers_unless_asked(tmp_path, monkeypatch):
-    # -O3 (capkey_dev.build.MPY_OPT): 3 KB of heap at a flow's peak; a traceback names the file
-    # and the function. CAPKEY_MPY_LINES=1 (MPY_OPT "-O0") keeps the lines, and switching builds
-    # the tree again.
+    # -O3 (capkey_dev.build.MPY_OPT): 3 KB of heap at a flow's peak; a traceback names the
+    # module (its import name: capkey_dev.build.module_name) and the function. CAPKEY_MPY_LINES=1
+    # (MPY_OPT "-O0") keeps the lines, and switching builds the tree again.
     from capkey_dev import build
 
     root = _root(tmp_path)
@@ -81,10 +90,10 @@ def test_modules_carry_no_line_numbers_unless_asked(tmp_path, monkeypatch):
         return out.stdout + out.stderr
 
     assert build.MPY_OPT == "-O3"
-    assert 'File "main.py", line 1, in fail' in traceback()
+    assert 'File "main", line 1, in fail' in traceback()
     monkeypatch.setattr(build, "MPY_OPT", "-O0")
     build._mpy_cross_version.cache_clear()
     try:
-        assert 'File "main.py", line 3, in fail' in traceback()
+        assert 'File "main", line 3, in fail' in traceback()
     finally:
         build._mpy_cross_version.cache_clear()
