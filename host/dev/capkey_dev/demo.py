@@ -63,12 +63,10 @@ KEY_SLOT = 0
 IMK_LABEL = "demo-imk-1"
 BANK = "Banque cooperative demo"
 #: The demo's device is both a CAP reader and a certificate key, watched all the time by the
-#: device view (SCREEN about three times a second). On the rpi_pico profile's heap that runs with
-#: 8% free at its peaks (`make bench`, "key SIGN, device view polling"), and a certificate login
-#: in the browser tests timed out once in a full run there (a load that did not fit): the demo
-#: simulates a Pico 2 until the Pico profile has its 25% of headroom (docs/architecture.md,
+#: device view (SCREEN about three times a second): a Raspberry Pi Pico's heap, with a quarter of
+#: it free at every peak (`make bench`, "key SIGN, device view polling"; docs/architecture.md,
 #: "Memory").
-DEMO_BOARD = "rpi_pico2"
+DEMO_BOARD = "rpi_pico"
 ACTOR = "demo:seed"
 
 

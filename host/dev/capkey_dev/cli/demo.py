@@ -14,7 +14,7 @@ from capkey_dev.sim import PROFILES, exit_on_sigterm
               help="Port of the web portal (and its device view) on 127.0.0.1.")
 @click.option("--agent-port", type=click.IntRange(1, 65535), default=8401, show_default=True,
               help="Port of the local signing agent on 127.0.0.1.")
-@click.option("--board-profile", type=click.Choice(sorted(PROFILES)), default="rpi_pico2",
+@click.option("--board-profile", type=click.Choice(sorted(PROFILES)), default="rpi_pico",
               show_default=True, help="Board the simulated device stands for.")
 def demo(http_port: int, agent_port: int, board_profile: str) -> None:
     """A simulated device personalised for a test customer, the bank on SQLite and the web portal
