@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import threading
+import time
 
 import pytest
 from link_fakes import FakePort, hello_ok, request
@@ -372,3 +374,33 @@ def test_calls_from_two_threads_share_one_connection():
     assert dev.call(0x03, b"after") == b"after"  # this caller may read the other's answer
     waiting.join(5)
     assert result == [b"signed"]
+
+
+def test_closing_a_connection_ends_a_call_waiting_on_it_in_another_thread():
+    # A power cut in a lab rig: the test closes the old connection while a SIGN waits on it in a
+    # thread. The call ends with a TransportError, not with whatever pyserial's socket backend
+    # raises once its socket is gone (AttributeError).
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    dev = Device(Transport.open(f"socket://127.0.0.1:{srv.getsockname()[1]}"), hello=False)
+    peer, _ = srv.accept()  # a device that never answers
+    errors: list[BaseException] = []
+
+    def call():
+        try:
+            dev.call(0x03, b"x", timeout=10)
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    t = threading.Thread(target=call)
+    t.start()
+    try:
+        time.sleep(0.3)
+        dev.close()
+        t.join(5)
+        assert not t.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], TransportError), errors
+    finally:
+        peer.close()
+        srv.close()

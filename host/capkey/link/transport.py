@@ -298,6 +298,7 @@ class Transport:
         self._events: list[Frame | FrameError] = []
         self._last_rx = time.monotonic()
         self._requests: dict[int, int] = {}  # rid -> command in flight, to log its response
+        self._closed = False
 
     @property
     def port(self):
@@ -325,10 +326,15 @@ class Transport:
         return t
 
     def close(self) -> None:
+        """Closes the port; a call waiting on it in another thread gets a TransportError."""
+        self._closed = True
         try:
             self._port.close()
         except (serial.SerialException, OSError):
             pass
+
+    def _closed_error(self) -> TransportError:
+        return TransportError(f"the link to {self.url or 'the device'} was closed")
 
     def __enter__(self) -> Transport:
         return self
@@ -351,14 +357,23 @@ class Transport:
         """The next frame or frame error, waiting at most `timeout` seconds (None: nothing)."""
         deadline = time.monotonic() + timeout
         while not self._events:
+            if self._closed:
+                raise self._closed_error()
             try:
                 # as many bytes as complete the frame in progress: read() returns as soon as they
                 # are there (pyserial's socket in_waiting is only 0 or 1)
                 waiting = getattr(self._port, "in_waiting", 0)
                 data = self._port.read(max(1, self._decoder.need, min(waiting, 4096)))
             except (serial.SerialException, OSError) as exc:
+                if self._closed:
+                    raise self._closed_error() from None
                 raise TransportError(f"the link to {self.url or 'the device'} broke: {exc}") \
                     from exc
+            except (AttributeError, TypeError):
+                # pyserial's backends drop their socket or descriptor when closed under a read
+                if not self._closed:
+                    raise
+                raise self._closed_error() from None
             now = time.monotonic()
             if data:
                 self._last_rx = now
