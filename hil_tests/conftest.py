@@ -283,6 +283,11 @@ class Operator:
         """INFO of the device, read on the operator's connection."""
         return self._call(lambda d: d.info())
 
+    def device(self) -> Device:
+        """The operator's connection, for a test without a device fixture of its own: opened
+        again after a power cut, so ask for it after one."""
+        return self._call(lambda d: d)
+
     def screen_lines(self) -> list[str]:
         return self._call(lambda d: d.screen()[1])
 

@@ -87,7 +87,6 @@ def test_every_mode_through_the_keypad_is_accepted_once(device, operator, profil
     assert st.pan.endswith(card.pan[-4:]) and "*" in st.pan
 
 
-@pytest.mark.sim_only
 def test_ok_to_code_time(device, operator):
     card = personalise(device, operator, 1)
     home(operator)

@@ -171,7 +171,6 @@ def test_simulator_heap_is_not_larger_than_a_pico(device):
     assert 0 < info.heap_free < info.heap_total
 
 
-@pytest.mark.sim_only
 def test_every_app_fits_in_the_heap(device):
     """The firmware skips an app that does not fit in memory (the device stays reachable);
     here that is a failure: every app in firmware/apps must be installed."""

@@ -56,6 +56,9 @@ def test_the_board_tests_pass_on_the_labgrid_place(rig):
     assert "PASSED hil_tests/test_home.py::test_power_up_shows_choisir_la_fonction" in out, out
     assert "PASSED hil_tests/test_key_pin.py::test_blocked_puk_wipes_every_key_and_says_so" in out
     assert "PASSED hil_tests/test_cert_enrol.py::test_revoked_certificate_is_refused" in out
+    # power cuts at a sweep of moments in a code and in a signature (test_power_cuts.py)
+    assert "PASSED hil_tests/test_power_cuts.py::test_a_power_cut_during_a_code_costs" in out, out
+    assert "PASSED hil_tests/test_power_cuts.py::test_a_power_cut_during_a_signature_costs" in out
     assert "needs power control" not in out, out[-2000:]
 
 
