@@ -68,9 +68,9 @@ _frame_buffer = bytearray  # makes the buffer of a longer frame (a test makes it
 class Request:
     """One request slot; the server preallocates _MAX_ACTIVE of them, each with room for a short
     payload (INLINE_PAYLOAD bytes: every control request, a PIN, a code's inputs). A longer one
-    (a certificate chunk, a payload to sign, an APDU) is copied into bytes of its own, made when
-    the request starts and gone when it ends: three slots of a whole frame each would hold 3 KB
-    for good for what is rare and one at a time."""
+    (a certificate chunk, a payload to sign, an APDU) stays in the bytes its frame was read into
+    (a copy of its own after a resynchronisation), gone when the request ends: three slots of a
+    whole frame each would hold 3 KB for good for what is rare and one at a time."""
 
     def __init__(self):
         self._mv = memoryview(bytearray(INLINE_PAYLOAD))
@@ -127,8 +127,8 @@ class LinkServer:
         # flow has its modules loaded, would stay in the middle of the heap after they are given
         # back and split the free space the next flow's modules need in one piece. A board with
         # one USB stream has one. Each has room for a short frame (INLINE_PAYLOAD, like a request
-        # slot): a longer one gets bytes of its own while it arrives (_room), so the three do not
-        # hold 3 KB of whole frames for good.
+        # slot): a longer one gets bytes of its own while it arrives (_room), kept by its request,
+        # so the three do not hold 3 KB of whole frames for good.
         self._decs = [Decoder(max_payload, INLINE_PAYLOAD) for _ in range(max_connections)]
         self._refusing = 0  # refused connections waiting for their first request
         # A frame leaves as header, payload and CRC: three writes and no 1 KB buffer to copy the
@@ -196,8 +196,8 @@ class LinkServer:
 
     def _room(self, dec):
         # After NEED: a buffer for the bytes asked. A decoder keeps room for a short frame only;
-        # a longer one is read into bytes of its own, made now and garbage once the request has
-        # its copy (the decoder goes back to its own buffer at the next NEED). None to be had:
+        # a longer one is read into bytes of its own, made now, which its request then keeps
+        # (_on_frame; the decoder goes back to its own buffer at the next NEED). None to be had:
         # False, the frame's header skipped (answered ERR_BUSY).
         want = dec.n + dec.need
         if want <= len(dec.own):
@@ -347,6 +347,10 @@ class LinkServer:
             if n <= INLINE_PAYLOAD:
                 r._mv[:n] = body
                 r.payload = r._mv[:n]
+            elif dec.buf is not dec.own and dec.n == HEADER + n + TRAILER:
+                # the bytes made for this frame (_room), nothing after it: the request keeps them,
+                # and the decoder goes back to its own buffer at its next NEED without writing here
+                r.payload = body
             else:
                 try:
                     r.payload = memoryview(bytes(body))
