@@ -44,8 +44,6 @@ _SIGN = const("SIGN")
 _YOUR_CODE = const("Votre code")
 _CARD_MENU = const("Carte CAP")
 _PCSC_MENU = const("Lecteur PC/SC")
-_NOTICE_MS = const(5000)  # a card's refusal on the keypad stays until OK or this long
-_REFUSAL_MS = const(3000)  # a GET_CODE's refusal: its notice must not hold the reply for long
 
 _app = None
 
@@ -145,7 +143,7 @@ class CapApp:
         async with ondemand.use(CODE) as cc:
             async with ondemand.use(FLOWS) as f:
                 job = await getattr(f, flow)(self, ui)
-            text = None if job is None else await cc.pin_and_code(self, ui, job, _NOTICE_MS)
+            text = None if job is None else await cc.pin_and_code(self, ui, job)
         await self._show_code(ui, text)  # the card and the reader are gone by now
 
     async def card_menu(self, ui):
@@ -201,7 +199,7 @@ class CapApp:
                 async with ondemand.use(CODE) as cc:
                     async with ondemand.use(COMMANDS) as c:  # what the host asks, approved
                         job = await c.get_code(self, ui, req, args)
-                    text = await cc.pin_and_code(self, ui, job, _REFUSAL_MS, req)
+                    text = await cc.pin_and_code(self, ui, job, req)
             except MemoryError:
                 raise LinkError(ERR_BUSY)
             # the reply leaves now; the code stays on screen until OK or CODE_SHOW_MS

@@ -8,9 +8,10 @@
 # card (applets/emv_card.py), DES and the MACs. The reader state machine (reader/cap.py) is
 # loaded by cap_code.code() only while the card computes, after the card's secrets are unsealed:
 # the reader and the sealing code (AES, HMAC) never share the heap, whose peak they set together,
-# and neither this module nor flows/cap.py is loaded beside the reader. Every function takes the resident CapApp (`app`: ui, store, the PC/SC
-# switch and the card it holds while the mode is on) and returns plain values (str, bytes, tuples
-# of labels), never an object of these modules, so that nothing of them outlives the use. A
+# and neither this module nor flows/cap.py is loaded beside the reader. Every function takes the
+# resident CapApp (`app`: ui, store, the PC/SC switch and the card it holds while the mode is on)
+# and returns plain values (str, bytes, tuples of labels, the card for cap_code.pin_and_code while
+# apps/cap.py keeps cap_code's use open), never an object of these modules that outlives the use. A
 # command that needs the person is checked first in a use of its own (get_code_check), then runs
 # its dialogue in another once apps/cap.py holds the screen.
 import reader

@@ -31,6 +31,9 @@ AMOUNT = "Montant"
 CARD_ERROR = "Erreur carte"
 TRIES = "Essais restants"
 
+NOTICE_MS = 5000  # a notice on the keypad stays until OK or this long
+_REFUSAL_MS = const(3000)  # a link request's: its notice must not hold the reply for long
+
 _CARD_REFUSED = const("Carte refusée")
 _CALL_BANK = const("Contactez votre banque")
 
@@ -105,12 +108,12 @@ def code(app, ui, c, mode, pin, challenge=None, amount=None, fields=None):
     return text
 
 
-async def pin_and_code(app, ui, job, notice_ms, req=None):
+async def pin_and_code(app, ui, job, req=None):
     """The PIN on the keypad, then the card's code on screen -> the code (str). `job` is (card,
     mode, challenge, amount, fields), what a keypad flow (flows/cap.py) or a GET_CODE
     (commands/cap.py) asked for; apps/cap.py calls this once their module is gone, so the reader
     loads in its place. None when the person leaves the PIN (ANNULER, timeout) or the card refuses
-    (its notice shown for notice_ms); for a link request `req`, those raise its LinkError."""
+    (its notice shown); for a link request `req`, those raise its LinkError."""
     c, mode, challenge, amount, fields = job
     pin = await ask_pin(ui)
     if pin is None:
@@ -122,7 +125,7 @@ async def pin_and_code(app, ui, job, notice_ms, req=None):
             await req.keepalive(KA_PROCESSING)
         return code(app, ui, c, mode, pin, challenge, amount, fields)
     except Refused as r:
-        await ui.message(r.lines, timeout_ms=notice_ms)
+        await ui.message(r.lines, timeout_ms=NOTICE_MS if req is None else _REFUSAL_MS)
         if req is not None:
             raise LinkError(r.error, r.payload)
         return None

@@ -8,8 +8,6 @@ import reader
 from commands import cap_code
 from micropython import const
 
-_NOTICE_MS = const(5000)  # a notice on the keypad stays until OK or this long
-
 _SIGN = const("SIGN")
 _FIELD = const("Donnée")
 _FIELD_HINT = const("OK sans chiffre : fin")
@@ -23,7 +21,7 @@ _PCSC_ASK = const("Activer le lecteur PC/SC ? L'ordinateur pourra parler à la c
 async def _needs_card(ui, c):
     if cap_code.personalised(c):
         return True
-    await ui.message((cap_code.CARD_ERROR if c is None else _NO_CARD,), timeout_ms=_NOTICE_MS)
+    await ui.message((cap_code.CARD_ERROR if c is None else _NO_CARD,), timeout_ms=cap_code.NOTICE_MS)
     return False
 
 
@@ -85,9 +83,9 @@ def card_lines(app, ui):
 async def pcsc_menu(app, ui):
     if app.pcsc_on():
         app.pcsc_stop()
-        await ui.message((_PCSC_OFF,), timeout_ms=_NOTICE_MS)
+        await ui.message((_PCSC_OFF,), timeout_ms=cap_code.NOTICE_MS)
         return
     if await ui.confirm((_PCSC_ASK,), title=_PCSC_MENU):
         # the card stays in RAM while the mode is on: its transaction state lives between APDUs
         app.pcsc_start(cap_code.card(app), __name__)
-        await ui.message((_PCSC_ON,), timeout_ms=_NOTICE_MS)
+        await ui.message((_PCSC_ON,), timeout_ms=cap_code.NOTICE_MS)
